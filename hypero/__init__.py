@@ -1,0 +1,36 @@
+"""hypero: distributed hyper-parameter sweeps, recorded exactly in PostgreSQL or SQLite.
+
+The whole public API is imported here; see the README and DESIGN for what each name promises.
+"""
+
+from hypero.battery import Battery
+from hypero.connection import Connection, connect
+from hypero.errors import (
+    ConfigError,
+    Conflict,
+    HyperoError,
+    NotFound,
+    Pruned,
+    SpecError,
+    StorageError,
+)
+from hypero.experiment import Experiment
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # connecting
+    "connect",
+    "Connection",
+    # the hex API
+    "Battery",
+    "Experiment",
+    # errors
+    "HyperoError",
+    "ConfigError",
+    "SpecError",
+    "StorageError",
+    "NotFound",
+    "Conflict",
+    "Pruned",
+]

@@ -1,0 +1,92 @@
+"""Settings: the one module that reads the environment.
+
+Everything else receives a :class:`Settings` or explicit arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from hypero.errors import ConfigError
+
+DEFAULT_DB = "sqlite:///hypero.db"
+DEFAULT_SCHEMA = "hyper"
+DEFAULT_QUEUE = "hypero"
+DEFAULT_CHECKPOINTS = "hypero-checkpoints"
+
+_SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_SECRET_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
+_KV_SECRET_RE = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; :func:`from_env` builds one from arguments and the environment."""
+
+    db: str = DEFAULT_DB
+    schema: str = DEFAULT_SCHEMA
+    broker: str | None = None
+    checkpoints: Path = field(default_factory=lambda: Path(DEFAULT_CHECKPOINTS))
+    spool: Path | None = None
+
+
+def from_env(
+    db: str | None = None, broker: str | None = None, schema: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Resolve settings: explicit argument > ``HYPERO_*`` environment variable > default."""
+    e = os.environ if env is None else env
+    sch = schema or e.get("HYPERO_SCHEMA") or DEFAULT_SCHEMA
+    check_schema(sch)
+    spool = e.get("HYPERO_SPOOL")
+    return Settings(
+        db=db or e.get("HYPERO_DB") or DEFAULT_DB,
+        schema=sch,
+        broker=broker or e.get("HYPERO_BROKER") or None,
+        checkpoints=Path(e.get("HYPERO_CHECKPOINTS") or DEFAULT_CHECKPOINTS),
+        spool=Path(spool) if spool else None,
+    )
+
+
+def check_schema(name: str) -> str:
+    """Return ``name`` if it is a plain SQL identifier, else raise :class:`ConfigError`."""
+    if not _SCHEMA_RE.match(name):
+        raise ConfigError(
+            f"schema: {name!r} is not a plain identifier (letters, digits, underscore)"
+        )
+    return name
+
+
+def dsn_from_keywords(
+    host: str | None = None, port: int | str | None = None, user: str | None = None,
+    password: str | None = None, dbname: str | None = None,
+) -> str:
+    """Build a ``postgresql://`` DSN from seed-style keywords; omitted parts fall to libpq."""
+    auth = ""
+    if user:
+        auth = quote(user, safe="")
+        if password:
+            auth += ":" + quote(password, safe="")
+        auth += "@"
+    elif password:
+        auth = ":" + quote(password, safe="") + "@"
+    netloc = quote(host, safe="") if host else ""
+    if port:
+        netloc += f":{int(port)}"
+    path = "/" + quote(dbname, safe="") if dbname else ""
+    return f"postgresql://{auth}{netloc}{path}"
+
+
+def redact(text: str) -> str:
+    """Replace every password in URLs (``scheme://user:pw@``) and ``password=`` pairs by ``***``."""
+    text = _SECRET_RE.sub(lambda m: f"{m['head']}***{m['at']}" if m["pw"] else m[0], text)
+    return _KV_SECRET_RE.sub(lambda m: f"{m['head']}***", text)
+
+
+def checkpoint_root(settings: Settings | None = None) -> Path:
+    """The checkpoint root every worker host mounts (``HYPERO_CHECKPOINTS``)."""
+    return (settings or from_env()).checkpoints
