@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import psycopg
 import pytest
 import redis
+
+import hypero
 
 from tests import services
 
@@ -51,3 +56,47 @@ def rabbitmq_url() -> str:
         return services.find_rabbitmq()
     except services.ServiceUnavailable as e:
         services.unavailable(f"RabbitMQ: {e}")
+
+
+# -- hypero stores on both backends ------------------------------------------------------------
+
+
+class Target:
+    """Where a test's store lives: a URL and, on PostgreSQL, a schema of its own."""
+
+    def __init__(self, backend: str, url: str, schema: str) -> None:
+        self.backend, self.url, self.schema = backend, url, schema
+
+    def connect(self, **kw: object) -> hypero.Connection:
+        return hypero.connect(self.url, schema=self.schema, **kw)  # type: ignore[arg-type]
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a child process (worker, CLI) at this store."""
+        return {"HYPERO_DB": self.url, "HYPERO_SCHEMA": self.schema}
+
+
+@pytest.fixture
+def postgresql_target(postgres_url: str) -> Iterator[Target]:
+    """A fresh PostgreSQL schema for one test, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield Target("postgresql", postgres_url, schema)
+    with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as c:
+        c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def sqlite_target(tmp_path: Path) -> Target:
+    return Target("sqlite", f"sqlite:///{tmp_path / 'hypero.db'}", "hyper")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request: pytest.FixtureRequest) -> Target:
+    """The contract suite's store: each test runs once on SQLite and once on PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_target")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def conn(target: Target) -> Iterator[hypero.Connection]:
+    c = target.connect()
+    yield c
+    c.close()
