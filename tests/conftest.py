@@ -11,7 +11,6 @@ import pytest
 import redis
 
 import hypero
-
 from tests import services
 
 # -- real services (session-scoped; skip on a laptop without them, fail under CI=true) -----------
