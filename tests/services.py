@@ -462,8 +462,16 @@ def pg_superuser(url: str) -> bool:
         with psycopg.connect(libpq_url(url), connect_timeout=3) as conn:
             row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
             return bool(row.fetchone()[0])
-    except psycopg.OperationalError:
+    except psycopg.Error:
         return False
+
+
+def redact(url: str) -> str:
+    """``scheme://user:secret@host/…`` → ``scheme://user:***@host/…``, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 def find_postgres(
@@ -475,7 +483,7 @@ def find_postgres(
     if env:
         url = "postgresql+psycopg://" + env.partition("://")[2]
         if not pg_superuser(url):
-            raise ServiceUnavailable(f"HYPERO_TEST_PG={env}: no superuser connection")
+            raise ServiceUnavailable(f"HYPERO_TEST_PG={redact(env)}: no superuser connection")
         return url, None
     if pg_superuser(machine_url):
         return machine_url, None
@@ -491,7 +499,7 @@ def find_redis(
     env = os.environ.get("HYPERO_TEST_REDIS")
     if env:
         if not redis_answers(env):
-            raise ServiceUnavailable(f"HYPERO_TEST_REDIS={env}: no answer to PING")
+            raise ServiceUnavailable(f"HYPERO_TEST_REDIS={redact(env)}: no answer to PING")
         return env, None
     if redis_answers(machine_url):
         return f"{machine_url}/{REDIS_TEST_DB}", None

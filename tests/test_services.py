@@ -46,6 +46,12 @@ def test_libpq_url_drops_the_driver() -> None:
     assert libpq_url("postgresql://u@h/d") == "postgresql://u@h/d"
 
 
+def test_redact_hides_only_the_password() -> None:
+    assert services.redact("redis://:pw@h:1/0") == "redis://:***@h:1/0"
+    assert services.redact("postgresql://u:pw@h/d") == "postgresql://u:***@h/d"
+    assert services.redact("postgresql://u@h/d") == "postgresql://u@h/d"
+
+
 # -- the session fixtures -------------------------------------------------------------------------
 
 
