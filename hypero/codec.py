@@ -11,11 +11,27 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from decimal import Decimal
 from typing import Any
 
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _MARKERS = ('"NaN"', '"Infinity"', '"-Infinity"', '"$str"')
 _ESC = "$str"
+# a JSON string literal (skipped) or a number with a positive exponent, such as 1e+16
+_BIG = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?e\+\d+)')
+
+
+def _positional(text: str) -> str:
+    """Write ``1e+16`` as ``10000000000000000.0``.
+
+    jsonb stores numbers as ``numeric`` and prints ``1e+16`` back as ``10000000000000000``, which
+    reads as an int (and ``3.4e+38`` as an int that differs from the float). A fraction keeps it
+    a float, of the same value, on both backends.
+    """
+    if "e+" not in text:
+        return text
+    return _BIG.sub(lambda m: m[0] if m[1] is None else format(Decimal(m[1]), "f") + ".0", text)
 
 
 def _default(o: Any) -> Any:
@@ -53,10 +69,11 @@ def dumps(obj: Any) -> str:
     try:
         text = json.dumps(obj, allow_nan=False, default=_default, separators=(",", ":"))
     except ValueError:  # a NaN or infinity somewhere
-        return json.dumps(_wrap(obj), allow_nan=False, separators=(",", ":"))
-    if any(m in text for m in _MARKERS):
-        return json.dumps(_wrap(obj), allow_nan=False, separators=(",", ":"))
-    return text
+        text = json.dumps(_wrap(obj), allow_nan=False, separators=(",", ":"))
+    else:
+        if any(m in text for m in _MARKERS):
+            text = json.dumps(_wrap(obj), allow_nan=False, separators=(",", ":"))
+    return _positional(text)
 
 
 def _unwrap(o: Any) -> Any:
