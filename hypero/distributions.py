@@ -7,12 +7,15 @@ points when it has a finite set of them, and round-trips through a JSON-able dic
 
 from __future__ import annotations
 
+import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 Number = int | float
+_MAX_GRID = 1_000_000  # values one parameter may give a grid
+_MAX_EXP = 709  # math.exp overflows above ~709.78
 
 
 def _num(param: str, field: str, v: Any) -> float:
@@ -26,7 +29,26 @@ def _num(param: str, field: str, v: Any) -> float:
 def _quantise(x: float, q: Number) -> Number:
     v = round(x / q) * q
     # an integer step gives integer values (batch sizes, layer widths)
-    return int(v) if isinstance(q, int) else v
+    return int(v) if isinstance(q, int) else _tidy(v)
+
+
+def _tidy(v: float) -> float:
+    """Drop float noise from a multiple of a step: 3 * 0.1 is 0.3, not 0.30000000000000004."""
+    return float(f"{v:.15g}")
+
+
+def _grid_key(v: Any) -> str:
+    """Equal grid values share a key (W&B's rule: 3.0 is 3), but True is not 1."""
+    def norm(x: Any) -> Any:
+        if isinstance(x, float) and x.is_integer():
+            return int(x)
+        if isinstance(x, list | tuple):
+            return [norm(i) for i in x]
+        if isinstance(x, dict):
+            return {str(k): norm(i) for k, i in x.items()}
+        return x
+
+    return json.dumps(norm(v), sort_keys=True, default=repr)
 
 
 class Distribution:
@@ -85,6 +107,8 @@ class Categorical(Distribution):
         param: str = "parameter",
     ) -> None:
         super().__init__(param)
+        if isinstance(values, str | bytes | Mapping):
+            raise ValueError(f"{param}: choices must be a list (got {values!r})")
         values = list(values)
         if not values:
             raise ValueError(f"{param}: choices must not be empty")
@@ -122,17 +146,17 @@ class Categorical(Distribution):
     def grid(self) -> list[Any]:
         if self.probabilities is not None:
             raise ValueError(f"{self.param}: grid search does not take probabilities")
-        out: list[Any] = []
+        seen: dict[str, Any] = {}
         for v in self.values:  # duplicates collapse, first occurrence kept
-            if v not in out:
-                out.append(v)
-        return out
+            seen.setdefault(_grid_key(v), v)
+        return list(seen.values())
 
 
 class _Bounded(Distribution):
     """A distribution on [min, max]; ``log_bounds`` means the bounds are values that must be > 0."""
 
     log_bounds: ClassVar[bool] = False
+    exponent_bounds: ClassVar[bool] = False
     is_int: ClassVar[bool] = False
 
     def __init__(self, min: Number, max: Number, param: str = "parameter") -> None:
@@ -146,6 +170,10 @@ class _Bounded(Distribution):
             raise ValueError(f"{param}: min must be > 0 for {self.kind} (got {min!r})")
         if math.isinf(lo) or math.isinf(hi):
             raise ValueError(f"{param}: bounds must be finite (got {min!r}, {max!r})")
+        if self.exponent_bounds and (abs(lo) > _MAX_EXP or abs(hi) > _MAX_EXP):
+            raise ValueError(f"{param}: min and max are exponents for {self.kind} and must be "
+                             f"within ±{_MAX_EXP} (got {min!r}, {max!r}); "
+                             f"{self.kind}_values takes values")
         self.min, self.max = min, max
 
 
@@ -158,6 +186,9 @@ class IntUniform(_Bounded):
         return rng.randint(int(self.min), int(self.max))
 
     def grid(self) -> list[Any]:
+        if int(self.max) - int(self.min) >= _MAX_GRID:
+            raise ValueError(f"{self.param}: int_uniform from {self.min} to {self.max} gives more "
+                             f"than {_MAX_GRID} grid values")
         return list(range(int(self.min), int(self.max) + 1))
 
 
@@ -184,22 +215,22 @@ class QUniform(_Quantised):
         return _quantise(self.min + (self.max - self.min) * rng.random(), self.q)
 
     def grid(self) -> list[Any]:
-        # W&B: min, min+q, ... strictly below max
-        out: list[Any] = []
-        n = 0
-        while True:
-            v = self.min + n * self.q
-            if v >= self.max - 1e-12 * max(1.0, abs(self.max)):
-                break
-            out.append(_quantise(v, self.q) if isinstance(self.q, int) else v)
-            n += 1
-        return out
+        # W&B's np.arange(min, max, q): min, min + q, ... strictly below max, not rounded to q;
+        # the tolerance keeps a max that float error puts a hair above min + n*q out
+        n = math.ceil((self.max - self.min) / self.q - 1e-9)
+        if n > _MAX_GRID:
+            raise ValueError(f"{self.param}: q={self.q!r} gives {n} grid values (at most "
+                             f"{_MAX_GRID}); use a larger q")
+        if all(isinstance(x, int) for x in (self.min, self.max, self.q)):
+            return list(range(int(self.min), int(self.max), int(self.q)))
+        return [_tidy(self.min + i * self.q) for i in range(n)]
 
 
 class LogUniform(_Bounded):
     """exp(U(min, max)): the bounds are exponents (the seed's and W&B's ``log_uniform``)."""
 
     kind = "log_uniform"
+    exponent_bounds = True
 
     def sample(self, rng: random.Random) -> float:
         return math.exp(self.min + (self.max - self.min) * rng.random())
@@ -216,6 +247,7 @@ class LogUniformValues(_Bounded):
 
 class QLogUniform(_Quantised):
     kind = "q_log_uniform"
+    exponent_bounds = True
 
     def sample(self, rng: random.Random) -> Number:
         return _quantise(math.exp(self.min + (self.max - self.min) * rng.random()), self.q)
@@ -234,6 +266,7 @@ class InvLogUniform(_Bounded):
     """X with log(1/X) ~ U(min, max): the bounds are exponents."""
 
     kind = "inv_log_uniform"
+    exponent_bounds = True
 
     def sample(self, rng: random.Random) -> float:
         return math.exp(-(self.min + (self.max - self.min) * rng.random()))
