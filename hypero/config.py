@@ -52,6 +52,18 @@ def from_env(
     )
 
 
+def trial_env(env: dict[str, str] | None = None) -> tuple[int, int | None] | None:
+    """``(hex id, attempt)`` when this process runs a trial (``HYPERO_HEX_ID``/``_ATTEMPT``)."""
+    e = os.environ if env is None else env
+    if not e.get("HYPERO_HEX_ID"):
+        return None
+    try:
+        attempt = e.get("HYPERO_ATTEMPT")
+        return int(e["HYPERO_HEX_ID"]), int(attempt) if attempt else None
+    except ValueError as err:
+        raise ConfigError(f"HYPERO_HEX_ID/HYPERO_ATTEMPT must be integers: {err}") from None
+
+
 def check_schema(name: str) -> str:
     """Return ``name`` if it is a plain SQL identifier, else raise :class:`ConfigError`."""
     if not _SCHEMA_RE.match(name):

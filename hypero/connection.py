@@ -89,6 +89,9 @@ class Connection:
         if not self.store.record(hex.id, docs, points, attempt=hex._token):
             hex._stop()  # a newer attempt owns the trial, or it was stopped: drop and stop
 
+    def _should_stop(self) -> bool:
+        return False
+
     def _dirty(self, hex: Experiment) -> None:
         if hex in self._dirty_set and self._thread is not None and self._pid == os.getpid():
             return

@@ -188,7 +188,7 @@ class Database:
             ).scalar()
         if not found:
             return None
-        q = sa.select(sa.column("version_num")).select_from(sa.table(VERSION_TABLE))
+        q: sa.Select[Any] = sa.select(sa.column("version_num")).select_from(sa.table(VERSION_TABLE))
         return c.execute(q).scalar()
 
     def migrate(self) -> None:

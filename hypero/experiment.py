@@ -79,6 +79,8 @@ class Experiment:
 
     def should_stop(self) -> bool:
         """True once early termination or cancellation has stopped this trial."""
+        if not self._stopped and self._conn._should_stop():
+            self._stopped = True
         return self._stopped
 
     def _stop(self) -> None:

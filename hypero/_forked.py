@@ -1,0 +1,190 @@
+"""The forked half of a trial: the child runs the function, the parent relays and supervises."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import select
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from hypero import _current, codec
+from hypero.connection import Connection
+from hypero.errors import Conflict, Pruned
+from hypero.experiment import Experiment
+from hypero.store import Mode
+
+if TYPE_CHECKING:
+    from hypero.config import Settings
+    from hypero.runner import Outcome, Supervisor, TrialConfig
+
+
+class _PipeConnection(Connection):
+    """The child's connection: writes go to the supervisor over a pipe; reads hit the database."""
+
+    def __init__(self, settings: Settings, fd: int, stop: mmap.mmap) -> None:
+        super().__init__(settings, migrate=False)
+        self._fd = fd
+        self._send_lock = threading.Lock()
+        self._stopflag = stop
+        self._set: dict[str, set[str]] = {"param": set(), "meta": set(), "result": set()}
+
+    def _record(
+        self, hex: Experiment, docs: Mapping[str, tuple[Mapping[str, Any], Mode]],
+        points: Sequence[tuple[str, float, float]],
+    ) -> None:
+        out: dict[str, Any] = {}
+        for kind, (values, mode) in docs.items():
+            if mode == "strict":
+                clash = sorted(k for k in values if k in self._set[kind])
+                if clash:
+                    raise Conflict(f"{kind} already has {', '.join(map(repr, clash))}: "
+                                   "pass update=True to overwrite")
+            self._set[kind].update(values)
+            out[kind] = [values, "keep" if mode == "keep" else "update"]
+        with self._send_lock:
+            send(self._fd, {"docs": out, "points": list(points)})
+        if self._stopflag[0]:
+            hex._stop()
+
+    def _should_stop(self) -> bool:
+        return bool(self._stopflag[0])
+
+    def end(self, msg: dict[str, Any]) -> None:
+        with self._send_lock:
+            send(self._fd, msg)
+
+
+def send(fd: int, msg: Any) -> None:
+    data = (codec.dumps(msg) + "\n").encode()
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+class _Forked:
+    """Fork a child for one attempt, relay its writes, heartbeat, and collect its end."""
+
+    def __init__(
+        self, sup: Supervisor, row: Mapping[str, Any], params: Mapping[str, Any], attempt: int,
+        cfg: TrialConfig, gpus: list[str], fn: Callable[..., Any],
+    ) -> None:
+        self.sup, self.row, self.params, self.attempt = sup, row, params, attempt
+        self.cfg, self.gpus, self.fn = cfg, gpus, fn
+
+    def run(self) -> Outcome:
+        from hypero.runner import Outcome, _stop_process, _Watch
+
+        r, w = os.pipe()
+        stop = mmap.mmap(-1, 1)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (runs in the child)
+            os.close(r)
+            os._exit(self._child(w, stop))
+        os.close(w)
+        out = Outcome("lost")
+        watch = _Watch(self.sup.store, int(self.row["id"]), self.attempt, self.cfg)
+        buf, verdict, end = b"", None, None
+        try:
+            while True:
+                ready, _, _ = select.select([r], [], [], min(0.5, watch.next_due() + 0.01))
+                if ready:
+                    chunk = os.read(r, 1 << 16)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        end = self._relay(codec.loads(line), out) or end
+                if verdict is None:
+                    verdict = watch.tick()
+                    if verdict is not None:
+                        stop[0] = 1
+                        _stop_process(pid)
+                        pid = 0
+        finally:
+            os.close(r)
+        status = 0 if pid == 0 else os.waitpid(pid, 0)[1]
+        return self._outcome(out, verdict, watch.reason, end, status)
+
+    def _relay(self, msg: dict[str, Any], out: Outcome) -> dict[str, Any] | None:
+        for kind, (values, mode) in (msg.get("docs") or {}).items():
+            old, _ = out.docs.get(kind, ({}, mode))
+            merged = {**values, **old} if mode == "keep" else {**old, **values}
+            out.docs[kind] = (merged, "keep" if kind == "param" else "update")
+        out.points.extend((str(n), float(s), float(v)) for n, s, v in msg.get("points", []))
+        return msg if "end" in msg else None
+
+    def _outcome(
+        self, out: Outcome, verdict: str | None, reason: str | None, end: dict[str, Any] | None,
+        status: int,
+    ) -> Outcome:
+        if verdict is not None:
+            out.kind, out.error = verdict, reason
+            return out
+        if end is not None:
+            out.kind, out.error = end["end"], end.get("error")
+            if end.get("result"):
+                res, _ = out.docs.get("result", ({}, "update"))
+                out.docs["result"] = ({**res, **end["result"]}, "update")
+            return out
+        if os.WIFSIGNALED(status):
+            out.kind, out.error = "lost", f"trial process killed by signal {os.WTERMSIG(status)}"
+        else:
+            code = os.WEXITSTATUS(status)
+            out.kind, out.error = "lost", f"trial process exited with status {code} silently"
+        return out
+
+    def _child(self, fd: int, stop: mmap.mmap) -> int:  # pragma: no cover (child)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        from hypero.runner import _has_slots
+
+        if _has_slots():
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        os.environ["HYPERO_HEX_ID"] = str(self.row["id"])
+        os.environ["HYPERO_ATTEMPT"] = str(self.attempt)
+        code = 0
+        try:
+            conn = _PipeConnection(self.sup.settings, fd, stop)
+            row = {**self.row, "attempt": self.attempt}
+            seed = int(self.row["id"]) * 1_000_003 + self.attempt
+            hex = Experiment(conn, row, self.params, attempt=self.attempt, seed=seed)
+            _current.set_current(hex)
+            try:
+                result = self.fn(hex)
+                hex.flush()
+                if result is not None and not isinstance(result, Mapping):
+                    raise TypeError(
+                        f"a trial function returns a dict of results or None, "
+                        f"not {type(result).__name__}"
+                    )
+                conn.end({"end": "completed", "result": dict(result or {})})
+            except Pruned:
+                hex.flush()
+                conn.end({"end": "pruned"})
+            except BaseException as e:
+                try:
+                    hex.flush()
+                except Exception:
+                    pass
+                text = "".join(traceback.format_exception(e)).rstrip()
+                conn.end({"end": "error", "error": text})
+                code = 1
+        except BaseException:
+            try:
+                send(fd, {"end": "error", "error": traceback.format_exc().rstrip()})
+            except OSError:
+                pass
+            code = 1
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        time.sleep(0)
+        return code

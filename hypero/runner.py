@@ -1,0 +1,293 @@
+"""Run one trial under supervision: claim, fork the trial, heartbeat, record, decide what next.
+
+The supervising process (a Celery pool process, or any caller) owns every database write of the
+attempt. The trial function runs in a forked child that talks to it over a pipe (JSON lines:
+sampled params, logged points, the returned dict or the error), so that CPU-bound training
+cannot starve the heartbeat, CUDA never initialises in the worker, and a hung or crashing trial
+cannot take the worker down. A ``program:`` trial runs as a subprocess that writes through
+``hypero.current()`` with the same fencing token (``HYPERO_ATTEMPT``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypero import codec, sweeps
+from hypero.config import Settings
+from hypero.store import Store
+
+Republish = Callable[[int], None]
+GRACE = 10.0  # seconds between SIGTERM and SIGKILL when a trial is stopped
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """What the worker needs from a sweep's spec to run its trials."""
+
+    trial_ref: tuple[str, str] | None = None
+    program: str | None = None
+    command: list[str] | None = None
+    lease: float = 60.0
+    timeout: float | None = None
+    retries: int = 0
+    max_attempts: int = 3
+    gpus: int = 0
+    queue: str = "hypero"
+    declared: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_spec(cls, doc: Mapping[str, Any]) -> TrialConfig:
+        ref = doc.get("trial_ref")
+        return cls(
+            trial_ref=(str(ref[0]), str(ref[1])) if ref else None,
+            program=doc.get("program"), command=doc.get("command"),
+            lease=float(doc.get("lease", 60.0)),
+            timeout=None if doc.get("timeout") is None else float(doc["timeout"]),
+            retries=int(doc.get("retries", 0)), max_attempts=int(doc.get("max_attempts", 3)),
+            gpus=int((doc.get("resources") or {}).get("gpus", 0)),
+            queue=str(doc.get("queue", "hypero")),
+            declared=list(doc.get("declared", [])),
+        )
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended."""
+
+    kind: str  # completed | error | lost | fenced | cancelled | pruned | timeout
+    error: str | None = None
+    docs: dict[str, Any] = field(default_factory=dict)
+    points: list[tuple[str, float, float]] = field(default_factory=list)
+
+
+def worker_meta(worker: str, attempt: int, gpus: list[str], pid: int) -> dict[str, Any]:
+    from hypero import __version__
+
+    return {
+        "hypero.host": socket.gethostname(), "hypero.pid": pid, "hypero.worker": worker,
+        "hypero.gpus": ",".join(gpus) if gpus else None, "hypero.attempt": attempt,
+        "hypero.version": __version__, "hypero.python": platform.python_version(),
+        "hypero.start": time.time(),
+    }
+
+
+class Supervisor:
+    """Runs trials for one worker process; caches sweep configs and imported trial functions."""
+
+    def __init__(self, store: Store, settings: Settings, worker: str) -> None:
+        self.store = store
+        self.settings = settings
+        self.worker = worker
+        self._configs: dict[int, TrialConfig] = {}
+        self._functions: dict[tuple[str, str], Callable[..., Any]] = {}
+
+    def config(self, sweep_id: int) -> TrialConfig:
+        if sweep_id not in self._configs:
+            spec = sweeps.get_sweep(self.store, sweep_id)["spec"]
+            self._configs[sweep_id] = TrialConfig.from_spec(spec)
+        return self._configs[sweep_id]
+
+    def function(self, ref: tuple[str, str]) -> Callable[..., Any]:
+        if ref not in self._functions:
+            from hypero.spec import load_trial
+
+            self._functions[ref] = load_trial(ref)
+        return self._functions[ref]
+
+    def run(self, hex_id: int, gpus: list[str], republish: Republish) -> str:
+        """Run trial ``hex_id`` to an end of this delivery; returns what happened."""
+        row = self.store.experiment(hex_id)
+        if row["sweep_id"] is None:
+            return "not a sweep trial"
+        cfg = self.config(int(row["sweep_id"]))
+        while True:
+            attempt = sweeps.claim(self.store, hex_id, self.worker, cfg.lease)
+            if attempt is None:
+                return "skipped"  # duplicate delivery, finished or cancelled: nothing to do
+            meta = worker_meta(self.worker, attempt, gpus, os.getpid())
+            out = self._attempt(hex_id, attempt, cfg, gpus)
+            meta["hypero.end"] = time.time()
+            out.docs["meta"] = (meta, "update")
+            again = self._settle(hex_id, attempt, cfg, out, republish)
+            if not again:
+                return out.kind
+
+    def _settle(
+        self, hex_id: int, attempt: int, cfg: TrialConfig, out: Outcome, republish: Republish
+    ) -> bool:
+        """Write the attempt's end; True to run it again at once (a retry)."""
+        row = self.store.experiment(hex_id)
+        state, error, failed, again = "completed", out.error, False, False
+        if out.kind in ("cancelled", "pruned"):
+            state = out.kind
+        elif out.kind in ("error", "timeout"):
+            failed = True
+            if row["failures"] + 1 <= cfg.retries and attempt < cfg.max_attempts:
+                state, again = "queued", True
+            else:
+                state = "failed"
+        elif out.kind == "lost":
+            if attempt < cfg.max_attempts:
+                state = "queued"
+            else:
+                state = "failed"
+                error = f"{out.error}; gave up after {attempt} attempts (max_attempts)"
+        elif out.kind == "fenced":
+            return False
+        done = sweeps.finish(
+            self.store, hex_id, attempt, state, docs=out.docs, metrics=out.points,
+            error=error, failed_attempt=failed,
+        )
+        if done and state == "queued" and not again:
+            republish(hex_id)
+        return done and again
+
+    def _attempt(self, hex_id: int, attempt: int, cfg: TrialConfig, gpus: list[str]) -> Outcome:
+        if cfg.program is not None:
+            return self._program(hex_id, attempt, cfg, gpus)
+        assert cfg.trial_ref is not None
+        fn = self.function(cfg.trial_ref)
+        params = self.store.docs("param", [hex_id]).get(hex_id, {})
+        row = self.store.experiment(hex_id)
+        return _Forked(self, row, params, attempt, cfg, gpus, fn).run()
+
+    # -- program: trials ------------------------------------------------------------------------
+
+    def _program(self, hex_id: int, attempt: int, cfg: TrialConfig, gpus: list[str]) -> Outcome:
+        params = self.store.docs("param", [hex_id]).get(hex_id, {})
+        argv = build_command(cfg, params)
+        env = dict(os.environ)
+        env.update(HYPERO_DB=self.settings.db, HYPERO_SCHEMA=self.settings.schema,
+                   HYPERO_HEX_ID=str(hex_id), HYPERO_ATTEMPT=str(attempt))
+        if gpus is not None and _has_slots():
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        proc = subprocess.Popen(argv, env=env, cwd=os.path.dirname(cfg.program or ".") or None)
+        watch = _Watch(self.store, hex_id, attempt, cfg)
+        while proc.poll() is None:
+            verdict = watch.tick()
+            if verdict is not None:
+                _stop_process(proc.pid, proc)
+                return Outcome(verdict, watch.reason)
+            time.sleep(min(0.2, watch.next_due()))
+        code = proc.returncode
+        if code == 0:
+            return Outcome("completed")
+        if code < 0:
+            return Outcome("lost", f"program killed by signal {-code}")
+        return Outcome("error", f"program exited with status {code}: {' '.join(argv)}")
+
+
+class _Watch:
+    """Heartbeat, cancellation and timeout bookkeeping for one attempt."""
+
+    def __init__(self, store: Store, hex_id: int, attempt: int, cfg: TrialConfig) -> None:
+        self.store, self.hex_id, self.attempt, self.cfg = store, hex_id, attempt, cfg
+        self.started = time.monotonic()
+        self.every = max(0.2, cfg.lease / 4)
+        self.due = self.started + self.every
+        self.reason: str | None = None
+
+    def next_due(self) -> float:
+        return max(0.0, self.due - time.monotonic())
+
+    def tick(self) -> str | None:
+        """None to go on; else why the attempt must stop (fenced | cancelled | timeout)."""
+        t = time.monotonic()
+        if self.cfg.timeout is not None and t - self.started > self.cfg.timeout:
+            self.reason = f"timed out after {self.cfg.timeout:g} s"
+            return "timeout"
+        if t < self.due:
+            return None
+        self.due = t + self.every
+        try:
+            ours, cancel = sweeps.heartbeat(self.store, self.hex_id, self.attempt, self.cfg.lease)
+        except Exception:  # database unreachable: keep running, the lease covers short outages
+            return None
+        if not ours:
+            self.reason = "another attempt owns this trial"
+            return "fenced"
+        if cancel:
+            self.reason = "cancelled"
+            return "cancelled"
+        return None
+
+
+def _stop_process(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM, then SIGKILL after the grace period; reaps the process."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + GRACE
+    while time.monotonic() < deadline:
+        done = proc.poll() is not None if proc else os.waitpid(pid, os.WNOHANG)[0] != 0
+        if done:
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if proc is not None:
+        proc.wait()
+    else:
+        os.waitpid(pid, 0)
+
+
+def _has_slots() -> bool:
+    from hypero.gpus import worker_slots
+
+    return bool(worker_slots())
+
+
+def format_arg(value: Any) -> str:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return str(value)
+    return json.dumps(value)
+
+
+def build_command(cfg: TrialConfig, params: Mapping[str, Any]) -> list[str]:
+    """The W&B command line of a ``program:`` trial, macros expanded."""
+    declared = [k for k in cfg.declared if k in params] or list(params)
+    args = [f"--{k}={format_arg(params[k])}" for k in declared]
+    out: list[str] = []
+    for part in cfg.command or ["${env}", "${interpreter}", "${program}", "${args}"]:
+        if part == "${env}":
+            out.append("/usr/bin/env")
+        elif part == "${interpreter}":
+            out.append(sys.executable)
+        elif part == "${program}":
+            out.append(str(cfg.program))
+        elif part == "${args}":
+            out.extend(args)
+        elif part == "${args_no_hyphens}":
+            out.extend(f"{k}={format_arg(params[k])}" for k in declared)
+        elif part == "${args_json}":
+            out.append(codec.dumps({k: params[k] for k in declared}))
+        elif part == "${args_json_file}":
+            out.append(_json_file({k: params[k] for k in declared}))
+        else:
+            out.append(part)
+    return out
+
+
+def _json_file(doc: Mapping[str, Any]) -> str:
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="hypero-args-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(codec.dumps(doc))
+    return path
+
+
+from hypero._forked import _Forked  # noqa: E402  (the fork half lives in its own module)

@@ -1,0 +1,213 @@
+"""Sweeps and the life of their trials, in SQL: create, claim, heartbeat, finish, re-queue.
+
+The database, not the broker, decides who runs a trial. A claim moves a ``queued`` trial to
+``running`` and increments ``attempt``, the fencing token; every later write of that run names
+the attempt and is refused once another attempt owns the trial. Each method is one short
+transaction and returns whether it changed anything (compare-and-set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from hypero.db import now
+from hypero.errors import NotFound
+from hypero.schema import FINAL_STATES, experiment, sweep
+from hypero.store import Mode, Store
+
+
+def create_sweep(
+    store: Store, battery_id: int, version_id: int, spec: Mapping[str, Any], seed: int,
+    trials: int, name: str | None,
+) -> int:
+    """A new sweep row in state ``enqueueing``; its id."""
+    with store.db.write() as c:
+        return int(c.execute(
+            sa.insert(sweep).returning(sweep.c.id),
+            {"battery_id": battery_id, "version_id": version_id, "name": name, "spec": spec,
+             "state": "enqueueing", "seed": seed, "trials": trials, "created_at": now()},
+        ).scalar_one())
+
+
+def get_sweep(store: Store, sweep_id: int) -> dict[str, Any]:
+    with store.db.read() as c:
+        row = c.execute(sa.select(sweep).where(sweep.c.id == sweep_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"no sweep with id {sweep_id}")
+    return dict(row)
+
+
+def sweeps_of(store: Store, battery_id: int | None = None) -> list[dict[str, Any]]:
+    q = sa.select(sweep).order_by(sweep.c.id)
+    if battery_id is not None:
+        q = q.where(sweep.c.battery_id == battery_id)
+    with store.db.read() as c:
+        return [dict(r) for r in c.execute(q).mappings()]
+
+
+def set_sweep_state(store: Store, sweep_id: int, state: str) -> None:
+    values: dict[str, Any] = {"state": state}
+    if state in ("done", "cancelled"):
+        values["finished_at"] = now()
+    with store.db.write() as c:
+        c.execute(sa.update(sweep).where(sweep.c.id == sweep_id).values(**values))
+
+
+def latest_metric(store: Store, battery_id: int) -> tuple[str, str] | None:
+    """``(name, goal)`` of the newest sweep of the battery that declares a ``metric``."""
+    for row in reversed(sweeps_of(store, battery_id)):
+        metric = (row["spec"] or {}).get("metric")
+        if isinstance(metric, dict) and metric.get("name"):
+            return str(metric["name"]), str(metric.get("goal", "minimize"))
+    return None
+
+
+def counts(store: Store, sweep_id: int) -> dict[str, int]:
+    """Trials of the sweep by state (every state present, zeros included)."""
+    q = (
+        sa.select(experiment.c.state, sa.func.count())
+        .where(experiment.c.sweep_id == sweep_id)
+        .group_by(experiment.c.state)
+    )
+    out = dict.fromkeys(("queued", "running", *FINAL_STATES), 0)
+    with store.db.read() as c:
+        for state, n in c.execute(q):
+            out[str(state)] = int(n)
+    return out
+
+
+def trial_ids(store: Store, sweep_id: int, states: Sequence[str] | None = None) -> list[int]:
+    q = sa.select(experiment.c.id).where(experiment.c.sweep_id == sweep_id)
+    if states is not None:
+        q = q.where(experiment.c.state.in_(list(states)))
+    with store.db.read() as c:
+        return [int(i) for i in c.execute(q.order_by(experiment.c.id)).scalars()]
+
+
+# -- a trial's run ------------------------------------------------------------------------------
+
+
+def claim(store: Store, hex_id: int, worker: str, lease: float) -> int | None:
+    """``queued`` → ``running`` with attempt + 1; the new attempt, or None if not claimable."""
+    t = now()
+    q = (
+        sa.update(experiment)
+        .where(experiment.c.id == hex_id, experiment.c.state == "queued",
+               experiment.c.cancel_requested.is_(False))
+        .values(state="running", attempt=experiment.c.attempt + 1, worker=worker,
+                started_at=t, heartbeat_at=t, lease_until=t + timedelta(seconds=lease),
+                error=None)
+        .returning(experiment.c.attempt)
+    )
+    with store.db.write() as c:
+        got = c.execute(q).scalar()
+    return None if got is None else int(got)
+
+
+def heartbeat(store: Store, hex_id: int, attempt: int, lease: float) -> tuple[bool, bool]:
+    """Extend the lease of a live attempt: ``(still ours, cancel requested)``."""
+    t = now()
+    q = (
+        sa.update(experiment)
+        .where(experiment.c.id == hex_id, experiment.c.attempt == attempt,
+               experiment.c.state == "running")
+        .values(heartbeat_at=t, lease_until=t + timedelta(seconds=lease))
+        .returning(experiment.c.cancel_requested)
+    )
+    with store.db.write() as c:
+        got = c.execute(q).scalar()
+    return (got is not None), bool(got)
+
+
+def finish(
+    store: Store, hex_id: int, attempt: int, state: str, *,
+    docs: Mapping[str, tuple[Mapping[str, Any], Mode]] | None = None,
+    metrics: Sequence[tuple[str, float, float]] = (), error: str | None = None,
+    failed_attempt: bool = False,
+) -> bool:
+    """Record the attempt's last values and its final ``state`` in one fenced transaction.
+
+    ``state`` may be ``queued`` (run it again). False if another attempt owns the trial.
+    """
+    with store.db.write() as c:
+        if not store._fenced(c, hex_id, attempt):
+            return False
+        for kind, (doc, mode) in (docs or {}).items():
+            if doc:
+                store._merge_doc(c, kind, hex_id, doc, mode)
+        if metrics:
+            store._upsert_metrics(c, hex_id, metrics)
+        values: dict[str, Any] = {"state": state, "error": error, "lease_until": None}
+        if failed_attempt:
+            values["failures"] = experiment.c.failures + 1
+        if state in FINAL_STATES:
+            values["finished_at"] = now()
+        c.execute(sa.update(experiment).where(experiment.c.id == hex_id).values(**values))
+    return True
+
+
+def expired(store: Store, limit: int = 100) -> list[tuple[int, int, int]]:
+    """Running trials whose lease ran out: ``(hex_id, attempt, sweep_id)``."""
+    q = (
+        sa.select(experiment.c.id, experiment.c.attempt, experiment.c.sweep_id)
+        .where(experiment.c.state == "running", experiment.c.lease_until < now())
+        .limit(limit)
+    )
+    with store.db.read() as c:
+        return [(int(i), int(a), int(s)) for i, a, s in c.execute(q)]
+
+
+def request_cancel(store: Store, sweep_id: int, terminate: bool = False) -> tuple[int, int]:
+    """Cancel a sweep: queued trials become ``cancelled``; with ``terminate`` running ones are
+    flagged, and their workers stop them at the next heartbeat.
+
+    Returns ``(cancelled queued, flagged running)``.
+    """
+    t = now()
+    with store.db.write() as c:
+        q1 = c.execute(
+            sa.update(experiment)
+            .where(experiment.c.sweep_id == sweep_id, experiment.c.state == "queued")
+            .values(state="cancelled", finished_at=t, cancel_requested=True)
+        ).rowcount
+        q2 = 0 if not terminate else c.execute(
+            sa.update(experiment)
+            .where(experiment.c.sweep_id == sweep_id, experiment.c.state == "running")
+            .values(cancel_requested=True)
+        ).rowcount
+        c.execute(sa.update(sweep).where(sweep.c.id == sweep_id).values(state="cancelled"))
+    return int(q1), int(q2)
+
+
+def requeue_lost(store: Store, hex_id: int, attempt: int, max_attempts: int) -> str | None:
+    """Take back a running trial whose lease ran out: ``queued`` again, or ``failed`` once it
+    has had ``max_attempts`` attempts. Returns the new state, or None if it was not lost."""
+    final = attempt >= max_attempts
+    values: dict[str, Any] = {"state": "failed" if final else "queued", "lease_until": None}
+    if final:
+        values.update(finished_at=now(), error=f"lost {attempt} times (worker died or lease "
+                                                f"ran out); gave up after max_attempts")
+    q = (
+        sa.update(experiment)
+        .where(experiment.c.id == hex_id, experiment.c.attempt == attempt,
+               experiment.c.state == "running", experiment.c.lease_until < now())
+        .values(**values)
+    )
+    with store.db.write() as c:
+        changed = c.execute(q).rowcount
+    return str(values["state"]) if changed else None
+
+
+def finish_unrunnable(store: Store, hex_id: int, error: str) -> bool:
+    """A queued trial no worker of this kind can run: ``failed`` with ``error``."""
+    q = (
+        sa.update(experiment)
+        .where(experiment.c.id == hex_id, experiment.c.state == "queued")
+        .values(state="failed", error=error, finished_at=now())
+    )
+    with store.db.write() as c:
+        return bool(c.execute(q).rowcount)

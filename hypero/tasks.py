@@ -1,0 +1,160 @@
+"""The Celery side of hypero: the app, its settings, and the ``hypero.run_trial`` task.
+
+Celery lives here and in :mod:`hypero.worker` only. Messages are JSON (pickle is never
+accepted), carry the hex id only, are acknowledged late and only after the attempt's end is
+recorded, and are taken one at a time (prefetch 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+from celery import Celery, signals
+
+from hypero import config, gpus, sweeps
+from hypero.errors import ConfigError
+
+log = logging.getLogger("hypero.worker")
+TASK = "hypero.run_trial"
+#: Redis re-delivers an unacknowledged message after this long; hypero's lease recovers lost
+#: trials much sooner, so this only has to exceed the longest trial.
+VISIBILITY_TIMEOUT = 30 * 24 * 3600
+
+app = Celery("hypero")
+
+
+def configure(
+    celery: Celery, settings: config.Settings, queue: str = config.DEFAULT_QUEUE
+) -> Celery:
+    """Point ``celery`` at ``settings.broker`` with hypero's safe, at-least-once settings."""
+    if not settings.broker:
+        raise ConfigError("no broker: pass --broker or set HYPERO_BROKER (redis://… or amqp://…)")
+    from hypero.broker import transport_options
+
+    url, options = transport_options(settings.broker)
+    celery.conf.update(
+        broker_url=url,
+        broker_connection_retry_on_startup=True,
+        result_backend=None,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=queue,
+        task_create_missing_queues=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT, **options},
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+    )
+    if settings.broker.startswith(("amqp", "pyamqp")):
+        # RabbitMQ closes the channel of a consumer that holds a message longer than its
+        # consumer_timeout (30 min by default): our queues opt out per queue.
+        from kombu import Queue  # type: ignore[attr-defined]
+
+        celery.conf.task_queues = [Queue(queue, queue_arguments={"x-consumer-timeout": 0})]
+    return celery
+
+
+def publish(celery: Celery, hex_ids: list[int], queue: str) -> None:
+    """One ``hypero.run_trial`` message per hex id, over one producer connection."""
+    task = celery.signature(TASK)
+    with celery.producer_or_acquire() as producer:
+        for hid in hex_ids:
+            task.apply_async(
+                (hid,), queue=queue, task_id=f"hypero-{hid}-{uuid.uuid4().hex[:8]}",
+                producer=producer,
+            )
+
+
+_supervisor: Any = None
+
+
+def _get_supervisor() -> Any:
+    global _supervisor
+    if _supervisor is None or _supervisor.pid != os.getpid():
+        from hypero.connection import connect
+        from hypero.runner import Supervisor
+
+        settings = config.from_env()
+        conn = connect(settings.db, schema=settings.schema)
+        name = os.environ.get("HYPERO_WORKER_NAME") or f"hypero-{os.getpid()}"
+        _supervisor = Supervisor(conn.store, conn.settings, name)
+        _supervisor.pid = os.getpid()
+    return _supervisor
+
+
+@app.task(name=TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_trial(hex_id: int) -> str:
+    """Run trial ``hex_id`` (claimed in the database first; a duplicate does nothing)."""
+    if not isinstance(hex_id, int) or isinstance(hex_id, bool):
+        log.error("hypero: rejected a run_trial message whose argument is not a hex id")
+        return "rejected"
+    sup = _get_supervisor()
+    row = sup.store.experiment(hex_id)
+    if row["state"] != "queued" or row["sweep_id"] is None:
+        return "skipped"
+    cfg = sup.config(int(row["sweep_id"]))
+
+    def republish(hid: int) -> None:
+        publish(app, [hid], cfg.queue)
+
+    with gpus.slots(cfg.gpus) as ids:
+        if ids is None:
+            sweeps.finish_unrunnable(sup.store, hex_id, f"needs {cfg.gpus} GPU slots; "
+                                     f"this worker has {len(gpus.worker_slots())}")
+            return "unrunnable"
+        return str(sup.run(hex_id, ids, republish))
+
+
+# -- lease keeper: any worker takes back trials whose lease ran out -------------------------------
+
+
+def keep_leases(celery: Celery, stop: threading.Event, every: float = 5.0) -> None:
+    """Re-queue (or fail, past max_attempts) running trials whose lease ran out, forever."""
+    from hypero.connection import connect
+    from hypero.runner import TrialConfig
+
+    settings = config.from_env()
+    conn = connect(settings.db, schema=settings.schema)
+    cache: dict[int, TrialConfig] = {}
+    while not stop.wait(every):
+        try:
+            for hid, attempt, sweep_id in sweeps.expired(conn.store):
+                if sweep_id not in cache:
+                    spec = sweeps.get_sweep(conn.store, sweep_id)["spec"]
+                    cache[sweep_id] = TrialConfig.from_spec(spec)
+                cfg = cache[sweep_id]
+                state = sweeps.requeue_lost(conn.store, hid, attempt, cfg.max_attempts)
+                if state == "queued":
+                    publish(celery, [hid], cfg.queue)
+                if state:
+                    log.warning("hypero: trial %s lost its lease (attempt %s): %s",
+                                hid, attempt, state)
+        except Exception as e:
+            log.warning("hypero: lease keeper: %s", config.redact(str(e)))
+            time.sleep(every)
+
+
+_keeper_stop = threading.Event()
+
+
+@signals.worker_ready.connect
+def _start_keeper(sender: Any = None, **_: Any) -> None:
+    if os.environ.get("HYPERO_DB") is None and os.environ.get("HYPERO_WORKER_NAME") is None:
+        return  # not started by `hypero worker`
+    t = threading.Thread(target=keep_leases, args=(app, _keeper_stop), daemon=True,
+                         name="hypero-lease-keeper")
+    t.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_keeper(sender: Any = None, **_: Any) -> None:
+    _keeper_stop.set()
