@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -260,8 +261,12 @@ def pydantic_message(err: Any, known: Iterable[str] = ()) -> str:
     if kind == "extra_forbidden":
         return f"unknown key{suggest(str(err['loc'][-1]), set(known))}"
     msg = msg.removeprefix("Value error, ")
-    if msg.startswith("Input should be "):
-        msg = "must be " + msg.removeprefix("Input should be ")
+    # "Input should be ...", "List should have at least 1 item after validation, not 0"
+    msg = re.sub(r"^(Input|List|String|Dictionary) should ", "must ", msg)
+    msg = re.sub(r"( after validation)?, not \d+$", "", msg)
+    for words, sign in (("greater than or equal to", ">="), ("less than or equal to", "<="),
+                        ("greater than", ">"), ("less than", "<")):
+        msg = msg.replace(f"must be {words} ", f"must be {sign} ")
     if "(got " not in msg and "input" in err:
         msg += f" (got {err['input']!r})"
     return msg

@@ -94,7 +94,8 @@ def _check_defines(file: Path, func: str, shown: str) -> None:
     if func not in names and not star:
         funcs = sorted(n for n, is_def in names.items() if is_def)
         hint = f"; did you mean {close!r}?" if (close := _close(func, funcs)) else (
-            f" (it defines {', '.join(funcs)})" if funcs else "")
+            f" (it defines {', '.join(funcs[:8])}{', ...' if len(funcs) > 8 else ''})"
+            if funcs else "")
         raise ValueError(f"{shown} defines no function {func!r}{hint}")
 
 

@@ -144,8 +144,8 @@ def _walk_mapping(node: yaml.MappingNode, path: KeyPath, doc: Document, active: 
             doc.lines[(*path, shown)] = line
             raise doc.error((*path, shown), "keys must be strings: quote this key")
         key = key_node.value
+        doc.lines[(*path, key)] = line
         if key in seen and not merged:
             raise doc.error((*path, key), f"duplicate key (first given on line {seen[key]})")
         seen[key] = line
-        doc.lines[(*path, key)] = line
         _walk(value_node, (*path, key), doc, active)

@@ -355,7 +355,8 @@ def _command(items: list[Any], program: str | None) -> list[str]:
             if name.startswith("envvar:") and name[7:]:
                 continue
             if name not in MACROS:
-                raise Invalid(("command", i), f"unknown macro ${{{name}}}{suggest(name, MACROS)}")
+                hint = suggest(name, MACROS).replace(" '", " ${").replace("'?", "}?")
+                raise Invalid(("command", i), f"unknown macro ${{{name}}}{hint}")
             if name == "program" and program is None:
                 raise Invalid(("command", i), "uses ${program} but the spec gives no program")
         out.append(str(item))
