@@ -264,6 +264,7 @@ def pydantic_message(err: Any, known: Iterable[str] = ()) -> str:
     # "Input should be ...", "List should have at least 1 item after validation, not 0"
     msg = re.sub(r"^(Input|List|String|Dictionary) should ", "must ", msg)
     msg = re.sub(r"( after validation)?, not \d+$", "", msg)
+    msg = re.sub(r" or instance of \w+$", "", msg)  # "a valid dictionary or instance of Metric"
     for words, sign in (("greater than or equal to", ">="), ("less than or equal to", "<="),
                         ("greater than", ">"), ("less than", "<")):
         msg = msg.replace(f"must be {words} ", f"must be {sign} ")

@@ -417,6 +417,8 @@ BAD = [
      "sweeps/x.yaml:4: early_terminate.type: must be 'hyperband' (got 'median')"),
     ("trial: mnist.py:train\nmetric:\n  name: acc\n  goal: maximise\n",
      "sweeps/x.yaml:4: metric.goal: must be 'minimize' or 'maximize' (got 'maximise')"),
+    ("trial: mnist.py:train\nmetric: val_loss\n",
+     "sweeps/x.yaml:2: metric: must be a valid dictionary (got 'val_loss')"),
     ("trial: mnist.py:train\nmetric:\n  goal: maximize\n",
      "sweeps/x.yaml:2: metric.name: required key missing"),
     ("trial: mnist.py:train\nmetric:\n  name: acc\n  nmae: x\n",
