@@ -3,6 +3,7 @@
 The whole public API is imported here; see the README and DESIGN for what each name promises.
 """
 
+from hypero._current import current
 from hypero.battery import Battery
 from hypero.connection import Connection, connect
 from hypero.errors import (
@@ -22,6 +23,7 @@ __all__ = [
     # connecting
     "connect",
     "Connection",
+    "current",
     # the hex API
     "Battery",
     "Experiment",

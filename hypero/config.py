@@ -44,7 +44,7 @@ def from_env(
     check_schema(sch)
     spool = e.get("HYPERO_SPOOL")
     return Settings(
-        db=db or e.get("HYPERO_DB") or DEFAULT_DB,
+        db=absolute_sqlite(db or e.get("HYPERO_DB") or DEFAULT_DB),
         schema=sch,
         broker=broker or e.get("HYPERO_BROKER") or None,
         checkpoints=Path(e.get("HYPERO_CHECKPOINTS") or DEFAULT_CHECKPOINTS),
@@ -62,6 +62,15 @@ def trial_env(env: dict[str, str] | None = None) -> tuple[int, int | None] | Non
         return int(e["HYPERO_HEX_ID"]), int(attempt) if attempt else None
     except ValueError as err:
         raise ConfigError(f"HYPERO_HEX_ID/HYPERO_ATTEMPT must be integers: {err}") from None
+
+
+def absolute_sqlite(url: str) -> str:
+    """``sqlite:///rel.db`` made absolute, so that workers and trial programs started in other
+    directories open the same file."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str(Path(url[len(prefix):]).absolute())
+    return url
 
 
 def check_schema(name: str) -> str:

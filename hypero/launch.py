@@ -148,12 +148,10 @@ def _progress(st: SweepStatus) -> Table:
     c = st.counts
     best = "" if st.best is None or st.metric is None else (
         f"  best {st.metric['name']}={st.best[1]:.6g} (hex {st.best[0]})")
-    t.add_row(
-        f"sweep {st.id}", _bar(st), f"{st.finished}/{st.total}",
-        f"queued {c['queued']}  running {c['running']}  completed {c['completed']}  "
-        f"failed {c['failed']}  pruned {c['pruned']}  cancelled {c['cancelled']}",
-        f"{st.rate * 60:.1f}/min  ETA {_eta(st)}{best}",
-    )
+    t.add_row(f"sweep {st.id}", _bar(st), f"{st.finished}/{st.total}",
+              f"{st.rate * 60:.1f}/min", f"ETA {_eta(st)}")
+    t.add_row("", f"queued {c['queued']}  running {c['running']}  completed {c['completed']}  "
+              f"failed {c['failed']}  pruned {c['pruned']}  cancelled {c['cancelled']}{best}")
     return t
 
 
@@ -174,7 +172,8 @@ def _print_best(conn: Connection, st: SweepStatus, out: Console, n: int = 5) -> 
     for col in cols:
         t.add_column(col)
     for r in rows[:n]:
-        t.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in r))
+        t.add_row(*(f"{v:.4g}" if isinstance(v, float) else "" if v is None else str(v)
+                    for v in r))
     out.print(t)
 
 

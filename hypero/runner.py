@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -171,20 +172,25 @@ class Supervisor:
                    HYPERO_HEX_ID=str(hex_id), HYPERO_ATTEMPT=str(attempt))
         if gpus is not None and _has_slots():
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        proc = subprocess.Popen(argv, env=env, cwd=os.path.dirname(cfg.program or ".") or None)
-        watch = _Watch(self.store, hex_id, attempt, cfg)
-        while proc.poll() is None:
-            verdict = watch.tick()
-            if verdict is not None:
-                _stop_process(proc.pid, proc)
-                return Outcome(verdict, watch.reason)
-            time.sleep(min(0.2, watch.next_due()))
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(argv, env=env, cwd=os.path.dirname(cfg.program or ".") or None,
+                                    stderr=err)
+            watch = _Watch(self.store, hex_id, attempt, cfg)
+            while proc.poll() is None:
+                verdict = watch.tick()
+                if verdict is not None:
+                    _stop_process(proc.pid, proc)
+                    return Outcome(verdict, watch.reason)
+                time.sleep(min(0.2, watch.next_due()))
+            err.seek(0)
+            tail = err.read()[-8000:].decode(errors="replace")
+        sys.stderr.write(tail)
         code = proc.returncode
         if code == 0:
             return Outcome("completed")
         if code < 0:
             return Outcome("lost", f"program killed by signal {-code}")
-        return Outcome("error", f"program exited with status {code}: {' '.join(argv)}")
+        return Outcome("error", f"program exited with status {code}: {' '.join(argv)}\n{tail}")
 
 
 class _Watch:
