@@ -118,7 +118,8 @@ class Supervisor:
             meta = worker_meta(self.worker, attempt, gpus, os.getpid())
             out = self._attempt(hex_id, attempt, cfg, gpus)
             meta["hypero.end"] = time.time()
-            out.docs["meta"] = (meta, "update")
+            mine, _ = out.docs.get("meta", ({}, "update"))  # the trial's own set_meta values
+            out.docs["meta"] = ({**mine, **meta}, "update")
             again = self._settle(hex_id, attempt, cfg, out, republish)
             if not again:
                 return out.kind

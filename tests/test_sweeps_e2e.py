@@ -1,0 +1,166 @@
+"""Whole sweeps on real services: ``hypero worker`` processes, a real broker and database.
+
+Each test starts its own workers on a queue of its own and stops them (the whole process group)
+in its finalizer; it then asserts on what a user sees: rows in SQL and the Python API.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import hypero
+from hypero import dispatcher, spec, sweeps
+from tests.conftest import Target
+from tests.workers import (
+    Procs,
+    celery_for,
+    clean_env,
+    hypero_cli,
+    trial,
+    unique,
+    wait_final,
+    wait_ready,
+    write_spec,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    p = Procs(tmp_path)
+    yield p
+    p.stop_all()
+
+
+def _trials(conn: hypero.Connection, sid: int) -> list[dict[str, object]]:
+    return [conn.store.experiment(h) for h in sweeps.trial_ids(conn.store, sid)]
+
+
+# -- 1. random sweep, two workers --------------------------------------------------------------
+
+
+def test_random_sweep_on_two_workers_records_everything(
+    postgresql_target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    target, queue = postgresql_target, unique("q")
+    env = clean_env(target.env())
+    names = [procs.worker(redis_clean_url, queue, env, concurrency=c) for c in (1, 2)]
+    path = write_spec(tmp_path, f"""
+battery: random e2e
+trial: {trial("basic.py:train")}
+method: random
+run_cap: 10
+queue: {queue}
+parameters:
+  lr: {{distribution: log_uniform_values, min: 1.0e-4, max: 0.1}}
+  depth: {{distribution: int_uniform, min: 1, max: 7}}
+  decay: {{values: [linear, adaptive], probabilities: [0.8, 0.2]}}
+  batch_size: {{value: 32}}
+""")
+    celery = celery_for(redis_clean_url, queue, target)
+    wait_ready(celery, names, procs)
+    with target.connect() as conn:
+        sid = dispatcher.dispatch(conn, spec.load(path), celery, seed=7)
+        counts = wait_final(conn, sid, procs)
+        assert counts["completed"] == 10, counts
+        ids = sweeps.trial_ids(conn.store, sid)
+        bat = conn.battery("random e2e")
+        params, metas = bat.get_param(ids), bat.get_meta(ids)
+        results, metrics = bat.get_result(ids), bat.get_metrics(ids)
+        rows = _trials(conn, sid)
+
+    for h in ids:
+        p = params[h]
+        assert 1e-4 <= p["lr"] <= 0.1
+        assert isinstance(p["depth"], int) and 1 <= p["depth"] <= 7
+        assert p["decay"] in ("linear", "adaptive")
+        assert p["batch_size"] == 32
+        assert 0.0 <= p["extra"] <= 1.0  # undeclared: sampled in the trial, recorded
+        # a declared param comes back with the dispatcher's value, whatever the call asks for
+        assert results[h]["lr_seen"] == p["lr"]
+        assert math.isclose(results[h]["valid"], p["extra"] + p["depth"])
+        assert metas[h]["seen"]["depth"] == p["depth"]
+        assert [s for s, _ in metrics[h]["loss"]] == [0, 1, 2]
+        assert metrics[h]["acc"][-1][1] == pytest.approx(2 / 3)
+        m = metas[h]
+        assert m["hypero.worker"] in names
+        assert m["hypero.attempt"] == 1
+        assert m["hypero.host"] and m["hypero.python"] and m["hypero.version"]
+        assert m["hypero.start"] <= m["hypero.end"]
+    for row in rows:
+        assert row["state"] == "completed" and row["attempt"] == 1 and row["error"] is None
+        assert row["worker"] in names and row["finished_at"] is not None
+    assert sorted(r["trial_index"] for r in rows) == list(range(10))
+
+
+# -- 2. grid sweep ---------------------------------------------------------------------------
+
+
+def test_grid_sweep_runs_each_combination_once(
+    target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    queue = unique("q")
+    env = clean_env(target.env())
+    procs.worker(redis_clean_url, queue, env, concurrency=2)
+    procs.worker(redis_clean_url, queue, env, concurrency=1)
+    path = write_spec(tmp_path, f"""
+trial: {trial("basic.py:grid")}
+method: grid
+queue: {queue}
+parameters:
+  a: {{values: [x, y]}}
+  b: {{distribution: int_uniform, min: 0, max: 2}}
+""", name="grid e2e.yaml")
+    r = hypero_cli(["run", str(path), "--detach", "--broker", redis_clean_url], env)
+    assert r.returncode == 0, r.stderr
+    assert "6 trials" in r.stdout
+    with target.connect() as conn:
+        (row,) = sweeps.sweeps_of(conn.store)
+        counts = wait_final(conn, int(row["id"]), procs)
+        assert counts["completed"] == 6, counts
+        bat = conn.battery("grid e2e")  # the battery defaults to the file's stem
+        ids = bat.experiments()
+        combos = [res["combo"] for res in bat.get_result(ids).values()]
+        attempts = {r["attempt"] for r in _trials(conn, int(row["id"]))}
+    assert sorted(combos) == ["x0", "x1", "x2", "y0", "y1", "y2"]
+    assert attempts == {1}
+
+
+# -- 6. a failing trial ------------------------------------------------------------------------
+
+
+def test_failing_trial_retried_then_failed_and_run_exits_1(
+    target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    queue = unique("q")
+    env = clean_env(target.env())
+    procs.worker(redis_clean_url, queue, env, concurrency=2)
+    path = write_spec(tmp_path, f"""
+battery: flaky e2e
+trial: {trial("basic.py:flaky")}
+method: grid
+queue: {queue}
+retries: 1
+parameters:
+  k: {{values: [0, 1, 2]}}
+""")
+    r = hypero_cli(["run", str(path), "--broker", redis_clean_url], env)
+    assert r.returncode == 1, r.stdout + r.stderr + procs.logs()
+    assert "1 failed" in r.stdout
+    with target.connect() as conn:
+        (sw,) = sweeps.sweeps_of(conn.store)
+        rows = {conn.store.docs("param", [t["id"]])[t["id"]]["k"]: t
+                for t in _trials(conn, int(sw["id"]))}
+        metrics = conn.store.metrics([rows[1]["id"]])
+    assert rows[0]["state"] == rows[2]["state"] == "completed"
+    bad = rows[1]
+    assert bad["state"] == "failed"
+    assert bad["attempt"] == 2 and bad["failures"] == 2
+    assert "Traceback (most recent call last)" in bad["error"]
+    assert "RuntimeError: k=1 is refused (attempt 2)" in bad["error"]
+    assert metrics[bad["id"]]["k"] == [(0, 1.0)]  # what the failed trial logged is kept
