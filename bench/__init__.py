@@ -1,0 +1,1 @@
+"""hypero's benchmarks: ``python -m bench`` (see bench/README.md). Not part of the tests."""
