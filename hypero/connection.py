@@ -39,7 +39,12 @@ class Connection:
         ref = weakref.ref(self)
         atexit.register(_close_at_exit, ref)
         if migrate:
-            self.db.migrate()
+            try:
+                self.db.migrate()
+            except BaseException:
+                self._closed = True
+                self.db.dispose()  # a refused connect() must not leave a pooled connection open
+                raise
 
     def __repr__(self) -> str:
         schema = f", schema={self.settings.schema!r}" if self.db.backend == "postgresql" else ""

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import sqlite3
+import time
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -67,6 +70,24 @@ def backend_of(url: str) -> str:
     )
 
 
+def _wal(cur: sqlite3.Cursor, timeout: float = 60.0) -> None:
+    """Put the file in WAL mode (it stays so).
+
+    Switching needs the file to itself and answers "database is locked" at once, ignoring the
+    busy timeout, when several processes open a fresh file together: retry until one has done it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
+
+
 class Database:
     """One engine, its dialect and schema; see the module docstring for the contract."""
 
@@ -116,9 +137,9 @@ class Database:
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            if not memory:
-                cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA busy_timeout=60000")
+            if not memory:
+                _wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
