@@ -42,7 +42,7 @@ class TrialConfig:
     timeout: float | None = None
     retries: int = 0
     max_attempts: int = 3
-    gpus: int = 0
+    gpus: int | None = None  # None: the spec says nothing, one slot on a GPU worker
     queue: str = "hypero"
     declared: list[str] = field(default_factory=list)
 
@@ -55,10 +55,18 @@ class TrialConfig:
             lease=float(doc.get("lease", 60.0)),
             timeout=None if doc.get("timeout") is None else float(doc["timeout"]),
             retries=int(doc.get("retries", 0)), max_attempts=int(doc.get("max_attempts", 3)),
-            gpus=int((doc.get("resources") or {}).get("gpus", 0)),
+            gpus=_gpus(doc),
             queue=str(doc.get("queue", "hypero")),
             declared=list(doc.get("declared", [])),
         )
+
+
+def _gpus(doc: Mapping[str, Any]) -> int | None:
+    """``resources.gpus`` if the spec as written gives it, else None."""
+    written = (doc.get("raw") or {}).get("resources")
+    if not isinstance(written, dict) or "gpus" not in written:
+        return None
+    return int((doc.get("resources") or {}).get("gpus", 0))
 
 
 @dataclass

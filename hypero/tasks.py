@@ -106,9 +106,11 @@ def run_trial(hex_id: int) -> str:
     def republish(hid: int) -> None:
         publish(app, [hid], cfg.queue)
 
-    with gpus.slots(cfg.gpus) as ids:
+    # a spec silent about GPUs gets one slot per trial on a GPU worker (none elsewhere)
+    need = cfg.gpus if cfg.gpus is not None else min(1, len(gpus.worker_slots()))
+    with gpus.slots(need) as ids:
         if ids is None:
-            sweeps.finish_unrunnable(sup.store, hex_id, f"needs {cfg.gpus} GPU slots; "
+            sweeps.finish_unrunnable(sup.store, hex_id, f"needs {need} GPU slots; "
                                      f"this worker has {len(gpus.worker_slots())}")
             return "unrunnable"
         return str(sup.run(hex_id, ids, republish))

@@ -7,6 +7,7 @@ in its finalizer; it then asserts on what a user sees: rows in SQL and the Pytho
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +165,128 @@ parameters:
     assert "Traceback (most recent call last)" in bad["error"]
     assert "RuntimeError: k=1 is refused (attempt 2)" in bad["error"]
     assert metrics[bad["id"]]["k"] == [(0, 1.0)]  # what the failed trial logged is kept
+
+
+# -- 3. a W&B program: trial -----------------------------------------------------------------
+
+
+def test_program_sweep_gets_args_and_records_through_current(
+    target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    queue = unique("q")
+    env = clean_env(target.env())
+    procs.worker(redis_clean_url, queue, env, concurrency=2)
+    path = write_spec(tmp_path, f"""
+name: wandb program e2e
+program: {trial("program.py:")[:-1]}
+command: ["${{env}}", "${{interpreter}}", "${{program}}", "--tag=lit", "${{args}}"]
+method: grid
+queue: {queue}
+parameters:
+  x: {{values: [0.5, 2]}}
+  opt: {{values: [adam, sgd]}}
+""")
+    r = hypero_cli(["run", str(path), "--broker", redis_clean_url], env)
+    assert r.returncode == 0, r.stdout + r.stderr + procs.logs()
+    with target.connect() as conn:
+        bat = conn.battery("wandb program e2e")
+        ids = bat.experiments()
+        params, results = bat.get_param(ids), bat.get_result(ids)
+        metas, metrics = bat.get_meta(ids), bat.get_metrics(ids)
+        states = {conn.store.experiment(h)["state"] for h in ids}
+    assert len(ids) == 4 and states == {"completed"}
+    assert sorted((p["x"], p["opt"]) for p in params.values()) == [
+        (0.5, "adam"), (0.5, "sgd"), (2, "adam"), (2, "sgd")]
+    for h in ids:
+        p, res, m = params[h], results[h], metas[h]
+        assert res == {"y": p["x"] ** 2, "opt": p["opt"], "tag": "lit"}
+        # W&B's ${args}: declared params in spec order, --name=value
+        assert m["argv"] == ["--tag=lit", f"--x={p['x']}", f"--opt={p['opt']}"]
+        assert m["python"] == sys.executable  # ${interpreter} is the worker's Python
+        assert m["hex_env"] == str(h) and m["attempt_env"] == "1"
+        assert m["hypero.attempt"] == 1
+        assert 0 <= p["lr"] <= 1 and m["lr"] == p["lr"]  # sampled inside the script
+        assert metrics[h]["y"] == [(s, p["x"] * s) for s in range(3)]
+
+
+# -- 4. the embedded default -----------------------------------------------------------------
+
+
+def test_embedded_default_runs_on_sqlite_without_services(tmp_path: Path) -> None:
+    write_spec(tmp_path, f"""
+trial: {trial("basic.py:grid")}
+method: grid
+parameters:
+  a: {{values: [x, y]}}
+  b: {{values: [1, 2, 3]}}
+""", name="quick.yaml")
+    r = hypero_cli(["run", "quick.yaml", "--workers", "2"], clean_env(), cwd=tmp_path,
+                   timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "6 completed, 0 failed" in r.stdout
+    with hypero.connect(f"sqlite:///{tmp_path / 'hypero.db'}") as conn:
+        (sw,) = sweeps.sweeps_of(conn.store)
+        assert sweeps.counts(conn.store, int(sw["id"]))["completed"] == 6
+        assert sw["state"] == "done"
+        bat = conn.battery("quick")
+        combos = sorted(r["combo"] for r in bat.get_result(bat.experiments()).values())
+    assert combos == ["x1", "x2", "x3", "y1", "y2", "y3"]
+
+
+# -- 7. GPU slots ----------------------------------------------------------------------------
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a["t0"] < b["t1"] and b["t0"] < a["t1"]
+
+
+def _gpu_sweep(
+    target: Target, broker: str, procs: Procs, tmp_path: Path, gpus: int, n: int
+) -> list[dict[str, object]]:
+    queue = unique("gpu")
+    env = clean_env({**target.env(), "TRIAL_SLEEP": "0.8"})
+    procs.worker(broker, queue, env, concurrency=3, gpus="0,1,2")
+    resources = f"resources: {{gpus: {gpus}}}" if gpus else ""
+    path = write_spec(tmp_path, f"""
+battery: gpu e2e {gpus}
+trial: {trial("basic.py:gpu")}
+run_cap: {n}
+queue: {queue}
+{resources}
+parameters:
+  i: {{distribution: int_uniform, min: 0, max: 1000}}
+""", name=f"gpu{gpus}.yaml")
+    r = hypero_cli(["run", str(path), "--broker", broker], env)
+    assert r.returncode == 0, r.stdout + r.stderr + procs.logs()
+    with target.connect() as conn:
+        bat = conn.battery(f"gpu e2e {gpus}")
+        ids = bat.experiments()
+        results, metas = bat.get_result(ids), bat.get_meta(ids)
+    assert len(results) == n
+    for h in ids:
+        assert metas[h]["hypero.gpus"] == results[h]["cvd"]
+    return list(results.values())
+
+
+def test_gpu_slots_one_device_per_trial_never_shared(
+    postgresql_target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    runs = _gpu_sweep(postgresql_target, redis_clean_url, procs, tmp_path, gpus=0, n=6)
+    for run in runs:
+        assert run["cvd"] in ("0", "1", "2"), run
+    overlapping = [(a, b) for i, a in enumerate(runs) for b in runs[i + 1:] if _overlap(a, b)]
+    assert overlapping, "three slots and six trials: some trials must have run together"
+    for a, b in overlapping:
+        assert a["cvd"] != b["cvd"], (a, b)
+
+
+def test_gpu_resources_two_slots_per_trial(
+    sqlite_target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    runs = _gpu_sweep(sqlite_target, redis_clean_url, procs, tmp_path, gpus=2, n=3)
+    for run in runs:
+        devices = str(run["cvd"]).split(",")
+        assert len(devices) == 2 and len(set(devices)) == 2 and set(devices) <= {"0", "1", "2"}
+    for i, a in enumerate(runs):  # 3 slots, 2 per trial: one trial at a time
+        for b in runs[i + 1:]:
+            assert not _overlap(a, b), (a, b)
