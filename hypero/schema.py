@@ -1,7 +1,9 @@
 """The tables, as SQLAlchemy Core objects (the Alembic migrations in ``migrations/`` create them).
 
 On PostgreSQL they live in a configurable schema (default ``hyper``), reached through the
-connection's ``search_path``; on SQLite in the main database.
+connection's ``search_path``; on SQLite in the main database. On PostgreSQL, the uniqueness of
+battery names, version descriptions and metric names is kept on their md5 (migration 0002), so
+that long ones fit in a btree index.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 #: The Alembic revision this code expects; ``connect()`` upgrades an older database to it.
-HEAD = "0001"
+HEAD = "0002"
 
 #: A JSON document: jsonb on PostgreSQL, JSON text on SQLite (encoded by :mod:`hypero.codec`).
 Doc = JSON().with_variant(postgresql.JSONB(), "postgresql")

@@ -69,7 +69,7 @@ class Store:
             raise NotFound(f"no battery named {name!r}")
         ins = self._insert(battery).values(name=name, created_at=now())
         with self.db.write() as c:
-            c.execute(ins.on_conflict_do_nothing(index_elements=["name"]))
+            c.execute(ins.on_conflict_do_nothing())  # on PostgreSQL, unique on md5(name)
             return int(c.execute(q).scalar_one())
 
     def battery_name(self, battery_id: int) -> str:
@@ -99,7 +99,7 @@ class Store:
             battery_id=battery_id, description=description, created_at=now()
         )
         with self.db.write() as c:
-            c.execute(ins.on_conflict_do_nothing(index_elements=["battery_id", "description"]))
+            c.execute(ins.on_conflict_do_nothing())
             return int(c.execute(q).scalar_one())
 
     def versions(self, battery_id: int) -> list[tuple[int, str]]:
@@ -256,9 +256,13 @@ class Store:
             for (n, s), v in latest.items()
         ]
         ins = self._insert(metric)
+        name: Any = metric.c.name
+        if self.db.backend == "postgresql":
+            name = sa.func.md5(metric.c.name)  # the unique index of migration 0002 (long names)
         c.execute(
             ins.on_conflict_do_update(
-                index_elements=["hex_id", "name", "step"], set_={"value": ins.excluded.value}
+                index_elements=[metric.c.hex_id, name, metric.c.step],
+                set_={"value": ins.excluded.value},
             ),
             rows,
         )

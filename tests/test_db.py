@@ -173,6 +173,35 @@ def test_many_processes_migrate_a_fresh_store_at_once(target: Target) -> None:
     assert tables(target) >= TABLES | {VERSION_TABLE}
 
 
+def test_a_store_at_an_older_revision_is_upgraded_with_its_data(target: Target) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    with target.connect() as conn:
+        bat = conn.battery("old", "v1")
+        with bat.experiment() as h:
+            h.hyper_param("lr", 0.1)
+            h.log(step=0, loss=1.0)
+        with conn.db.write() as c:  # back to what hypero 0.1.0 created
+            cfg = Config()
+            cfg.set_main_option("script_location", "hypero:migrations")
+            cfg.set_main_option("version_table", VERSION_TABLE)
+            cfg.attributes["connection"] = c
+            command.downgrade(cfg, "0001")
+        assert scalar_rows(conn, REVISION_SQL) == ["0001"]
+    with target.connect() as conn:
+        assert scalar_rows(conn, REVISION_SQL) == [HEAD]
+        again = conn.battery("old", "v1")
+        assert (again.id, again.version_id) == (bat.id, bat.version_id)
+        assert conn.experiment(h.id).get_param() == {"lr": 0.1}
+        h2 = conn.experiment(h.id)
+        h2.log(step=0, loss=0.5)  # the same point again: replaced, not duplicated
+        h2.flush()
+        assert h2.get_metrics() == {"loss": [(0, 0.5)]}
+        long = "long version " * 1000
+        assert conn.battery("old", long).version == long
+
+
 def test_newer_database_revision_is_refused_with_the_fix(target: Target) -> None:
     with target.connect() as conn:
         hid = conn.battery("b", "v").experiment().id
