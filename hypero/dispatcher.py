@@ -30,11 +30,9 @@ def trial_count(spec: Spec, run_cap: int | None = None) -> int:
     if spec.method == "grid":
         size = search.grid_size(spec)
         return size if spec.run_cap is None else min(size, spec.run_cap)
-    if spec.run_cap is None:
-        from hypero.errors import SpecError
-
-        raise SpecError(f"method {spec.method} needs run_cap (or --trials N): how many trials?",
-                        file=str(spec.path) if spec.path else None, key="run_cap")
+    if spec.run_cap is None:  # spec.error names the file and line, like every spec error
+        raise spec.error(f"method {spec.method} needs run_cap (or --trials N): how many "
+                         "trials?", key="run_cap")
     return spec.run_cap
 
 

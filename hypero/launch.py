@@ -82,6 +82,8 @@ def run(settings: config.Settings, spec: Spec, out: Console, *, workers: int | N
         raise SpecError("method bayes is not available yet in this version of hypero; "
                         "use random or grid", file=str(spec.path) if spec.path else None,
                         key="method")
+    if not resume:
+        dispatcher.trial_count(spec, trials)  # a spec without a count is refused before anything
     if detach and not settings.broker:
         raise ConfigError("--detach needs a broker (--broker or HYPERO_BROKER): the embedded "
                           "one stops with this command")
