@@ -6,6 +6,7 @@ The whole public API is imported here; see the README and DESIGN for what each n
 from hypero._current import current
 from hypero.battery import Battery
 from hypero.connection import Connection, connect
+from hypero.decorators import trial
 from hypero.errors import (
     ConfigError,
     Conflict,
@@ -27,6 +28,8 @@ __all__ = [
     # the hex API
     "Battery",
     "Experiment",
+    # a user's own tasks
+    "trial",
     # errors
     "HyperoError",
     "ConfigError",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import hypero
 from hypero import dispatcher, spec, sweeps
 from tests.conftest import Target
 from tests.workers import (
+    REPO,
     Procs,
     celery_for,
     clean_env,
@@ -290,3 +292,62 @@ def test_gpu_resources_two_slots_per_trial(
     for i, a in enumerate(runs):  # 3 slots, 2 per trial: one trial at a time
         for b in runs[i + 1:]:
             assert not _overlap(a, b), (a, b)
+
+
+# -- 10. a user's own Celery tasks -------------------------------------------------------------
+
+
+def _wait_experiments(
+    conn: hypero.Connection, battery: str, n: int, procs: Procs, timeout: float = 60
+) -> list[dict[str, object]]:
+    """Wait until ``battery`` holds ``n`` experiments, none of them running; their rows."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = []
+        if battery in conn.batteries():
+            rows = [conn.store.experiment(h) for h in conn.battery(battery).experiments()]
+        if len(rows) >= n and all(r["state"] != "running" for r in rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{battery}: {rows}\n" + procs.logs())
+        time.sleep(0.2)
+
+
+def test_user_celery_tasks_record_directly_and_through_hypero_trial(
+    target: Target, redis_clean_url: str, procs: Procs
+) -> None:
+    queue, name = unique("custom"), f"{unique('custom')}@localhost"
+    env = clean_env({**target.env(), "CUSTOM_BROKER": redis_clean_url, "CUSTOM_QUEUE": queue})
+    procs.start([sys.executable, "-m", "celery", "-A", "tests.trials.custom_app", "worker",
+                 "-Q", queue, "-c", "2", "--hostname", name, "-l", "INFO", "--without-mingle",
+                 "--without-gossip"], env, "custom", cwd=REPO)
+    celery = celery_for(redis_clean_url, queue, target)
+    wait_ready(celery, [name], procs)
+    for x in (1.0, 2.0):
+        celery.send_task("custom.direct", args=[x], queue=queue)
+    celery.send_task("custom.decorated", args=[1.0], queue=queue)
+    celery.send_task("custom.decorated", args=[2.0], kwargs={"scale": 10.0}, queue=queue)
+    celery.send_task("custom.decorated", args=[-1.0], queue=queue)
+
+    with target.connect() as conn:
+        direct = _wait_experiments(conn, "custom direct", 2, procs)
+        decorated = _wait_experiments(conn, "custom decorated", 3, procs)
+        bat = conn.battery("custom decorated")
+        params = bat.get_param([r["id"] for r in decorated])
+        results = bat.get_result([r["id"] for r in decorated])
+        metrics = bat.get_metrics([r["id"] for r in decorated])
+        direct_results = conn.battery("custom direct").get_result([r["id"] for r in direct])
+    assert {r["state"] for r in direct} == {"completed"}
+    assert sorted(v["y"] for v in direct_results.values()) == [2.0, 4.0]
+    by_x = {params[r["id"]]["x"]: r for r in decorated}
+    assert set(by_x) == {1.0, 2.0, -1.0}
+    assert results[by_x[1.0]["id"]] == {"y": 3.0}
+    assert results[by_x[2.0]["id"]] == {"y": 20.0}
+    assert by_x[1.0]["state"] == by_x[2.0]["state"] == "completed"
+    bad = by_x[-1.0]
+    assert bad["state"] == "failed" and bad["sweep_id"] is None
+    assert "ValueError: negative x: -1.0" in bad["error"] and "Traceback" in bad["error"]
+    assert results.get(bad["id"], {}) == {}
+    for r in decorated:
+        assert 0.0 <= params[r["id"]]["noise"] <= 1.0
+        assert metrics[r["id"]]["y"] == [(0, params[r["id"]]["x"])]
