@@ -81,6 +81,7 @@ class Connection:
         """Reopen experiment ``hex_id`` (:class:`hypero.NotFound` if there is none)."""
         from hypero.experiment import Experiment
 
+        self.flush()  # values this connection still buffers for that hex are part of it
         row = self.store.experiment(int(hex_id))
         params = self.store.docs("param", [row["id"]]).get(row["id"], {})
         return Experiment(self, row, params, attempt=attempt)

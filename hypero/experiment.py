@@ -147,6 +147,8 @@ class Experiment:
         pts = []
         for name, value in metrics.items():
             try:
+                if isinstance(value, str | bytes):  # float("0.5") would take a string
+                    raise TypeError
                 pts.append((name, step, float(value)))
             except (TypeError, ValueError):
                 raise ValueError(f"{name}: metric values must be numbers (got {value!r})") from None
