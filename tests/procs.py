@@ -19,18 +19,20 @@ BARRIER_TIMEOUT = 60.0
 
 
 def run_together(
-    fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], timeout: float = 90.0
+    fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], timeout: float = 90.0,
+    *, own_barrier: bool = False,
 ) -> list[Any]:
     """``[fn(*a) for a in args]``, each call in its own spawned process, all started at once.
 
-    The children wait on one barrier before calling ``fn``, so their calls overlap. Raises
-    AssertionError naming every child that failed, with its traceback.
+    The children wait on one barrier before calling ``fn``, so their calls overlap; with
+    ``own_barrier`` they call ``fn(barrier, *a)`` instead, for ``fn`` to wait where it wants
+    (after connecting, say). Raises AssertionError naming every child that failed.
     """
     ctx = mp.get_context("spawn")
     results: mp.Queue[tuple[int, bool, Any]] = ctx.Queue()
     barrier = ctx.Barrier(len(args))
     procs = [
-        ctx.Process(target=_child, args=(fn, barrier, results, i, a), daemon=True)
+        ctx.Process(target=_child, args=(fn, barrier, results, i, a, own_barrier), daemon=True)
         for i, a in enumerate(args)
     ]
     for p in procs:
@@ -57,9 +59,13 @@ def run_together(
 
 
 def _child(
-    fn: Callable[..., Any], barrier: Any, results: Any, index: int, args: tuple[Any, ...]
+    fn: Callable[..., Any], barrier: Any, results: Any, index: int, args: tuple[Any, ...],
+    own_barrier: bool,
 ) -> None:
     try:
+        if own_barrier:
+            results.put((index, True, fn(barrier, *args)))
+            return
         barrier.wait(BARRIER_TIMEOUT)
         results.put((index, True, fn(*args)))
     except BaseException:
@@ -69,9 +75,13 @@ def _child(
 # -- what the children do ----------------------------------------------------------------------
 
 
-def battery_ids(url: str, schema: str, name: str, version: str | None) -> tuple[int, int, str]:
-    """Connect and get-or-create the battery: ``(battery id, version id, version)``."""
+def battery_ids(
+    barrier: Any, url: str, schema: str, name: str, version: str | None
+) -> tuple[int, int, str]:
+    """Connect, wait for the others, get-or-create the battery: ``(id, version id, version)``."""
     with hypero.connect(url, schema=schema) as conn:
+        conn.batteries()  # the pool holds an open connection: the race is on the battery alone
+        barrier.wait(BARRIER_TIMEOUT)
         bat = conn.battery(name, version)
         return bat.id, bat.version_id, bat.version
 
