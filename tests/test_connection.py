@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import psycopg
 import pytest
 import sqlalchemy as sa
+from psycopg import sql as pgsql
 
 import hypero
 from tests import services
@@ -27,7 +28,9 @@ from tests.services import libpq_url
 ROLE_PASSWORD = "Canary-Role-7f3q9Zx"
 SUPER_PASSWORD = "Canary-Super-2k8wQp"
 WRONG_PASSWORD = "Canary-Wrong-5m1vRt"
-CANARIES = (ROLE_PASSWORD, SUPER_PASSWORD, WRONG_PASSWORD)
+ODD_PASSWORD = "Canary p@ss:w/rd?%#'\"\\ é"  # every character a URL or a DSN treats specially
+CANARIES = (ROLE_PASSWORD, SUPER_PASSWORD, WRONG_PASSWORD, ODD_PASSWORD,
+            quote(ODD_PASSWORD, safe=""), quote(ODD_PASSWORD))
 T = TypeVar("T")
 
 
@@ -160,8 +163,13 @@ def scram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScramCluster]:
         services.unavailable(f"throwaway PostgreSQL: {e}")
     with psycopg.connect(libpq_url(server.url), autocommit=True) as c:
         c.execute(f"CREATE ROLE hyp LOGIN PASSWORD '{ROLE_PASSWORD}'")
+        odd = pgsql.SQL("CREATE ROLE odd LOGIN PASSWORD {}").format(pgsql.Literal(ODD_PASSWORD))
+        c.execute(odd)
         c.execute("CREATE DATABASE hyp OWNER hyp")
         c.execute("CREATE DATABASE hyp2 OWNER hyp")
+    # role odd may not create schemas: a DBA made one for it, as teams sharing a server do
+    with psycopg.connect(libpq_url(server.url_for(dbname="hyp")), autocommit=True) as c:
+        c.execute("CREATE SCHEMA odd AUTHORIZATION odd")
     yield ScramCluster(server)
     server.close()
 
@@ -236,6 +244,20 @@ def test_password_never_shows_in_repr_or_url(scram: ScramCluster, no_pgpass: Pat
                      repr(bat.experiment())]
             assert_no_secret(*texts)
             assert "***" in conn.url
+
+
+def test_odd_password_through_keywords_and_pgpass(
+    scram: ScramCluster, no_pgpass: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with hypero.connect(host=scram.host, port=scram.port, user="odd", password=ODD_PASSWORD,
+                        dbname="hyp", schema="odd") as conn:
+        assert whoami(conn) == ("hyp", "odd", "odd")
+        assert_no_secret(repr(conn), str(conn), conn.url, repr(conn.db))
+    escaped = ODD_PASSWORD.replace("\\", "\\\\").replace(":", "\\:")  # .pgpass escapes
+    no_pgpass.write_text(f"{scram.host}:{scram.port}:*:odd:{escaped}\n")
+    no_pgpass.chmod(0o600)
+    with hypero.connect(f"postgresql://odd@{scram.host}:{scram.port}/hyp", schema="odd") as conn:
+        assert whoami(conn) == ("hyp", "odd", "odd")
 
 
 def test_pg_environment_variables_are_honoured(
