@@ -8,6 +8,7 @@ block and at interpreter exit; explicit ``set_*`` calls write at once, so that a
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import traceback
@@ -24,6 +25,19 @@ if TYPE_CHECKING:
     from hypero.connection import Connection
 
 _MISSING: Any = object()
+
+
+def _step(step: Any) -> float:
+    """A step as a float: numpy and torch scalars are numbers too; strings, bools, NaN are not."""
+    try:
+        if isinstance(step, bool | str | bytes):
+            raise TypeError
+        value = float(step)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"step must be a finite number (got {step!r})")
+    return value
 
 
 class Experiment:
@@ -139,10 +153,7 @@ class Experiment:
         """
         if self._stopped:
             raise Pruned(f"experiment {self.id} was stopped")
-        if step is None:
-            step = self._last_step + 1
-        elif isinstance(step, bool) or not isinstance(step, int | float) or step != step:
-            raise ValueError(f"step must be a number (got {step!r})")
+        step = self._last_step + 1 if step is None else _step(step)
         self._last_step = step
         pts = []
         for name, value in metrics.items():

@@ -377,7 +377,16 @@ def test_log_refuses_values_that_are_not_numbers(sq: hypero.Connection, bad: Any
     assert h.get_metrics() == {"train_loss": [(1, 0.2)]}  # the refused call recorded nothing
 
 
-@pytest.mark.parametrize("bad", ["3", math.nan, None, [1]])
+def test_numpy_steps_are_numbers(sq: hypero.Connection) -> None:
+    h = sq.battery("log", "v1").experiment()
+    for epoch in np.arange(2):
+        h.log(step=epoch, loss=float(epoch))
+    h.log(step=np.float32(2.5), loss=2.5)
+    h.log(loss=3.5)
+    assert h.get_metrics() == {"loss": [(0, 0.0), (1, 1.0), (2.5, 2.5), (3.5, 3.5)]}
+
+
+@pytest.mark.parametrize("bad", ["3", math.nan, math.inf, True, None, [1]])
 def test_log_refuses_steps_that_are_not_numbers(sq: hypero.Connection, bad: Any) -> None:
     h = sq.battery("log", "v1").experiment()
     if bad is None:  # None means "the next step"
