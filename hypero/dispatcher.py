@@ -63,14 +63,20 @@ def dispatch(conn: Connection, spec: Spec, celery: Celery, seed: int | None = No
     return sid
 
 
-def resume(conn: Connection, sweep_id: int, celery: Celery) -> int:
-    """Re-publish the sweep's queued trials that the broker does not hold; how many."""
+def resume(conn: Connection, sweep_id: int, celery: Celery, blind: bool = True) -> int:
+    """Re-publish the sweep's queued trials that the broker does not hold; how many.
+
+    A broker that cannot list what it holds (RabbitMQ) gets every queued trial again if
+    ``blind`` (duplicates do nothing), else none.
+    """
     from hypero.broker import pending_hex_ids
 
     doc = sweeps.get_sweep(conn.store, sweep_id)["spec"]
     queue = str(doc.get("queue", "hypero"))
     queued = sweeps.trial_ids(conn.store, sweep_id, ["queued"])
     held = pending_hex_ids(celery, queue)
+    if held is None and not blind:
+        queued = []
     missing = [h for h in queued if held is None or h not in held]
     if missing:
         publish(celery, missing, queue)

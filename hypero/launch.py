@@ -124,7 +124,8 @@ def attach(conn: Connection, sid: int, celery: Any, out: Console) -> int:
             if time.monotonic() - last_reconcile > RECONCILE_EVERY:
                 last_reconcile = time.monotonic()
                 with contextlib.suppress(Exception):
-                    dispatcher.resume(conn, sid, celery)
+                    # not blind: every 15 s, RabbitMQ would get every queued trial again
+                    dispatcher.resume(conn, sid, celery, blind=False)
             time.sleep(0.5)
     if st.state not in ("cancelled",):
         sweeps.set_sweep_state(conn.store, sid, "done")

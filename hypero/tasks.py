@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery, signals
@@ -24,14 +25,25 @@ TASK = "hypero.run_trial"
 #: Redis re-delivers an unacknowledged message after this long; hypero's lease recovers lost
 #: trials much sooner, so this only has to exceed the longest trial.
 VISIBILITY_TIMEOUT = 30 * 24 * 3600
+#: RabbitMQ closes the channel of a consumer that holds a message longer than its consumer
+#: timeout (30 min by default). From 3.11.15 a queue's ``x-consumer-timeout`` overrides it; ours
+#: outlasts any trial (~24.8 days, the largest value RabbitMQ documents; 0 is not "off").
+CONSUMER_TIMEOUT_MS = 2**31 - 1
+#: older servers ignore the queue argument: only their global consumer_timeout counts
+PER_QUEUE_TIMEOUT_SINCE = (3, 11, 15)
 
 app = Celery("hypero")
 
 
 def configure(
-    celery: Celery, settings: config.Settings, queue: str = config.DEFAULT_QUEUE
+    celery: Celery, settings: config.Settings, queue: str = config.DEFAULT_QUEUE,
+    queues: Sequence[str] = (),
 ) -> Celery:
-    """Point ``celery`` at ``settings.broker`` with hypero's safe, at-least-once settings."""
+    """Point ``celery`` at ``settings.broker`` with hypero's safe, at-least-once settings.
+
+    ``queue`` is the default queue; on RabbitMQ, it and ``queues`` (a worker's other queues)
+    are declared with hypero's consumer timeout.
+    """
     if not settings.broker:
         raise ConfigError("no broker: pass --broker or set HYPERO_BROKER (redis://… or amqp://…)")
     from hypero.broker import transport_options
@@ -55,12 +67,32 @@ def configure(
         worker_redirect_stdouts=False,
     )
     if settings.broker.startswith(("amqp", "pyamqp")):
-        # RabbitMQ closes the channel of a consumer that holds a message longer than its
-        # consumer_timeout (30 min by default): our queues opt out per queue.
         from kombu import Queue  # type: ignore[attr-defined]
 
-        celery.conf.task_queues = [Queue(queue, queue_arguments={"x-consumer-timeout": 0})]
+        args = {"x-consumer-timeout": CONSUMER_TIMEOUT_MS}
+        celery.conf.task_queues = [Queue(q, queue_arguments=args)
+                                   for q in dict.fromkeys([queue, *queues])]
     return celery
+
+
+def check_rabbitmq(celery: Celery) -> str | None:
+    """A warning if the broker is a RabbitMQ too old to honour ``x-consumer-timeout``."""
+    if not str(celery.conf.broker_url or "").startswith(("amqp", "pyamqp")):
+        return None
+    with celery.connection_for_read() as conn:
+        conn.ensure_connection(max_retries=1)
+        raw = conn.connection.server_properties.get("version", "")
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    try:
+        version = tuple(int(p) for p in text.split("+")[0].split(".")[:3])
+    except ValueError:
+        return None
+    if version >= PER_QUEUE_TIMEOUT_SINCE:
+        return None
+    return (f"RabbitMQ {text} ignores hypero's per-queue x-consumer-timeout: a trial longer "
+            "than the server's consumer_timeout (30 min by default) closes this worker's "
+            "channel and stops the worker (the trial is not run twice). Set consumer_timeout "
+            "in rabbitmq.conf above your longest trial, or upgrade to RabbitMQ >= 3.11.15.")
 
 
 def publish(celery: Celery, hex_ids: list[int], queue: str) -> None:
@@ -155,6 +187,12 @@ def _start_keeper(sender: Any = None, **_: Any) -> None:
     t = threading.Thread(target=keep_leases, args=(app, _keeper_stop), daemon=True,
                          name="hypero-lease-keeper")
     t.start()
+    try:
+        warning = check_rabbitmq(app)
+    except Exception as e:
+        warning = f"could not ask the broker for its version: {config.redact(str(e))}"
+    if warning:
+        log.warning("hypero: %s", warning)
 
 
 @signals.worker_shutdown.connect

@@ -53,5 +53,5 @@ def run(
     from hypero.connection import connect
 
     connect(settings.db, schema=settings.schema).close()  # migrate once, before the pool forks
-    configure(app, settings, queues[0] if queues else config.DEFAULT_QUEUE)
+    configure(app, settings, queues[0] if queues else config.DEFAULT_QUEUE, queues)
     app.worker_main(worker_argv(queues, concurrency, name, loglevel, events))

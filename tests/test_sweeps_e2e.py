@@ -7,15 +7,20 @@ in its finalizer; it then asserts on what a user sees: rows in SQL and the Pytho
 from __future__ import annotations
 
 import math
+import re
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from celery import Celery
 
 import hypero
 from hypero import dispatcher, spec, sweeps
+from hypero.tasks import CONSUMER_TIMEOUT_MS, check_rabbitmq
 from tests.conftest import Target
 from tests.workers import (
     REPO,
@@ -351,3 +356,113 @@ def test_user_celery_tasks_record_directly_and_through_hypero_trial(
     for r in decorated:
         assert 0.0 <= params[r["id"]]["noise"] <= 1.0
         assert metrics[r["id"]]["y"] == [(0, params[r["id"]]["x"])]
+
+
+# -- 8. RabbitMQ -------------------------------------------------------------------------------
+
+
+def _rabbitmqctl(*args: str) -> str | None:
+    """What ``rabbitmqctl ARGS`` prints, or None if it cannot be run here."""
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        return None
+    try:
+        r = subprocess.run([ctl, *args], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
+
+
+def _delete_queue(celery: Celery, queue: str) -> None:
+    with celery.connection_for_write() as conn:
+        conn.default_channel.queue_delete(queue)
+
+
+def test_rabbitmq_sweep_completes(
+    target: Target, rabbitmq_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    queue = unique("rq")
+    env = clean_env(target.env())
+    for _ in range(2):
+        procs.worker(rabbitmq_url, queue, env)
+    path = write_spec(tmp_path, f"""
+battery: rabbit e2e
+trial: {trial("basic.py:train")}
+run_cap: 4
+queue: {queue}
+parameters:
+  lr: {{distribution: log_uniform_values, min: 1.0e-4, max: 0.1}}
+""")
+    celery = celery_for(rabbitmq_url, queue, target)
+    try:
+        r = hypero_cli(["run", str(path), "--broker", rabbitmq_url], env)
+        assert r.returncode == 0, r.stdout + r.stderr + procs.logs()
+        with target.connect() as conn:
+            (sw,) = sweeps.sweeps_of(conn.store)
+            rows = _trials(conn, int(sw["id"]))
+        assert [(t["state"], t["attempt"]) for t in rows] == [("completed", 1)] * 4
+        listing = _rabbitmqctl("list_queues", "name", "arguments")
+        if listing is not None:  # the queue carries hypero's consumer timeout
+            (line,) = [ln for ln in listing.splitlines() if ln.startswith(queue)]
+            assert f'"x-consumer-timeout",{CONSUMER_TIMEOUT_MS}' in line
+    finally:
+        procs.stop_all()
+        _delete_queue(celery, queue)
+
+
+@pytest.fixture
+def short_consumer_timeout() -> Iterator[int]:
+    """RabbitMQ's global consumer_timeout at 3 s, checked every second, for the channels opened
+    during the test; both settings restored afterwards. Needs ``rabbitmqctl eval`` rights."""
+    keys = ("consumer_timeout", "channel_tick_interval")
+    before = {k: (_rabbitmqctl("eval", f"application:get_env(rabbit, {k}).") or "")
+              .splitlines()[-1:] for k in keys}
+    if not all(before.values()):
+        pytest.skip("rabbitmqctl eval is not available here: cannot shorten consumer_timeout")
+    _rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 3000), "
+                         "application:set_env(rabbit, channel_tick_interval, 1000).")
+    yield 3000
+    for k, old in before.items():
+        m = re.fullmatch(r"\{ok,(\d+)\}", old[0].strip())
+        _rabbitmqctl("eval", f"application:set_env(rabbit, {k}, {m[1]})." if m
+                     else f"application:unset_env(rabbit, {k}).")
+
+
+def test_rabbitmq_trial_longer_than_consumer_timeout_runs_once(
+    sqlite_target: Target, rabbitmq_url: str, short_consumer_timeout: int, procs: Procs,
+    tmp_path: Path,
+) -> None:
+    target, queue = sqlite_target, unique("rq")
+    env = clean_env(target.env())
+    names = [procs.worker(rabbitmq_url, queue, env) for _ in range(2)]
+    celery = celery_for(rabbitmq_url, queue, target)
+    path = write_spec(tmp_path, f"""
+battery: consumer timeout
+trial: {trial("basic.py:slow")}
+run_cap: 1
+queue: {queue}
+parameters:
+  sleep: {{value: 7}}
+""")
+    try:
+        wait_ready(celery, names, procs)
+        with target.connect() as conn:
+            sid = dispatcher.dispatch(conn, spec.load(path), celery)
+            assert wait_final(conn, sid, procs)["completed"] == 1
+            (row,) = _trials(conn, sid)
+            meta = conn.store.docs("meta", [row["id"]])[row["id"]]
+        assert row["attempt"] == 1 and row["failures"] == 0  # claimed once, run once
+        assert meta["hypero.end"] - meta["hypero.start"] >= 7
+        logs = procs.logs(tail=400)
+        old_server = check_rabbitmq(celery)
+        if old_server is None:  # RabbitMQ >= 3.11.15 honours the queue's own timeout
+            assert "PRECONDITION_FAILED" not in logs, logs
+            assert all(proc.poll() is None for _, proc, _ in procs.started), logs
+        else:
+            # the queue argument is ignored: the channel is closed, the message delivered to
+            # the other worker, whose claim is refused; the worker said so when it started
+            assert "ignores hypero's per-queue x-consumer-timeout" in logs, logs
+            assert "PRECONDITION_FAILED" in logs, logs
+    finally:
+        procs.stop_all()
+        _delete_queue(celery, queue)
