@@ -111,3 +111,16 @@ def write_many(url: str, schema: str, index: int, n: int, points: int) -> list[i
                     hex.log(step=step, loss=index + k / 100 + step)
             ids.append(hex.id)
     return ids
+
+
+def write_same_hex(barrier: Any, url: str, schema: str, hex_id: int, index: int) -> None:
+    """Reopen one hex, wait for the others, then merge a key into each document and log."""
+    with hypero.connect(url, schema=schema) as conn:
+        hex = conn.experiment(hex_id)
+        hex.get_param()  # connected, pool warm
+        barrier.wait(BARRIER_TIMEOUT)
+        hex.set_result({f"r{index}": index})
+        hex.set_meta({f"m{index}": index})
+        hex.hyper_param(f"p{index}", index)
+        hex.log(step=index, shared=float(index), **{f"own{index}": 1.0})
+        hex.flush()

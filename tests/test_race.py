@@ -36,3 +36,21 @@ def test_concurrent_get_or_create_makes_one_battery_and_one_version(
     assert batteries == [bid]
     assert [tuple(v) for v in versions] == [(vid, expected_version)]
     assert total == 2
+
+
+def test_concurrent_writers_of_one_hex_lose_no_key(target: Target) -> None:
+    """Documents merge under a row lock: no writer's read-modify-write undoes another's."""
+    with target.connect() as conn:
+        h = conn.battery("shared hex", "v1").experiment()
+        h.set_result({"before": True})
+    procs.run_together(procs.write_same_hex,
+                       [(target.url, target.schema, h.id, i) for i in range(N)], own_barrier=True)
+    with target.connect() as conn:
+        again = conn.experiment(h.id)
+        assert again.get_result() == {"before": True, **{f"r{i}": i for i in range(N)}}
+        assert again.get_meta() == {f"m{i}": i for i in range(N)}
+        assert again.get_param() == {f"p{i}": i for i in range(N)}
+        assert again.get_metrics() == {
+            "shared": [(i, float(i)) for i in range(N)],
+            **{f"own{i}": [(i, 1.0)] for i in range(N)},
+        }
