@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from celery import Celery
 
 import hypero
@@ -466,3 +467,100 @@ parameters:
     finally:
         procs.stop_all()
         _delete_queue(celery, queue)
+
+
+# -- lost attempts: a killed worker, a trial that kills itself, a broker that forgot -------------
+
+
+def _wait_state(conn: hypero.Connection, hex_id: int, state: str, procs: Procs,
+                timeout: float = 30) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.store.experiment(hex_id)
+        if row["state"] == state:
+            return row
+        if time.monotonic() > deadline:
+            raise AssertionError(f"hex {hex_id} never {state}: {row}\n" + procs.logs())
+        time.sleep(0.1)
+
+
+def test_killed_worker_trial_runs_again_on_another(
+    postgresql_target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    target, queue = postgresql_target, unique("q")
+    env = clean_env(target.env())
+    first = procs.worker(redis_clean_url, queue, env)
+    celery = celery_for(redis_clean_url, queue, target)
+    path = write_spec(tmp_path, f"""
+battery: killed worker
+trial: {trial("basic.py:slow")}
+run_cap: 1
+queue: {queue}
+lease: 2s
+parameters:
+  sleep: {{value: 3}}
+""")
+    with target.connect() as conn:
+        sid = dispatcher.dispatch(conn, spec.load(path), celery)
+        (hid,) = sweeps.trial_ids(conn.store, sid)
+        assert _wait_state(conn, hid, "running", procs)["worker"] == first
+        procs.kill(first)  # its message stays unacknowledged in Redis: only the lease helps
+        second = procs.worker(redis_clean_url, queue, env)
+        assert wait_final(conn, sid, procs, timeout=60)["completed"] == 1
+        row = conn.store.experiment(hid)
+        meta = conn.store.docs("meta", [hid])[hid]
+    assert row["attempt"] == 2 and row["worker"] == second and row["failures"] == 0
+    assert meta["hypero.attempt"] == 2 and meta["hypero.worker"] == second
+
+
+def test_trial_that_kills_itself_fails_after_max_attempts(
+    sqlite_target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    queue = unique("q")
+    env = clean_env(sqlite_target.env())
+    procs.worker(redis_clean_url, queue, env)
+    path = write_spec(tmp_path, f"""
+battery: suicide
+trial: {trial("basic.py:suicide")}
+run_cap: 1
+queue: {queue}
+retries: 0
+max_attempts: 2
+""")
+    r = hypero_cli(["run", str(path), "--broker", redis_clean_url], env)
+    assert r.returncode == 1, r.stdout + r.stderr + procs.logs()
+    with sqlite_target.connect() as conn:
+        (sw,) = sweeps.sweeps_of(conn.store)
+        (row,) = _trials(conn, int(sw["id"]))
+        metrics = conn.store.metrics([row["id"]])[row["id"]]
+    assert row["state"] == "failed" and row["attempt"] == 2
+    assert "killed by signal 9" in row["error"] and "max_attempts" in row["error"]
+    assert metrics["alive"] == [(0, 1.0)]
+
+
+def test_resume_republishes_trials_the_broker_lost(
+    sqlite_target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    queue = unique("q")
+    env = clean_env(sqlite_target.env())
+    path = write_spec(tmp_path, f"""
+battery: resumed
+trial: {trial("basic.py:grid")}
+method: grid
+queue: {queue}
+parameters:
+  a: {{values: [x, y, z]}}
+  b: {{value: 1}}
+""")
+    r = hypero_cli(["run", str(path), "--detach", "--broker", redis_clean_url], env)
+    assert r.returncode == 0, r.stderr
+    with redis.Redis.from_url(redis_clean_url) as client:  # Redis loses its memory
+        client.flushdb()
+    procs.worker(redis_clean_url, queue, env)
+    r = hypero_cli(["run", str(path), "--resume", "--broker", redis_clean_url], env)
+    assert r.returncode == 0, r.stdout + r.stderr + procs.logs()
+    assert "re-published 3 queued trials" in r.stdout
+    with sqlite_target.connect() as conn:
+        (sw,) = sweeps.sweeps_of(conn.store)  # resumed, not a second sweep
+        rows = _trials(conn, int(sw["id"]))
+    assert [(t["state"], t["attempt"]) for t in rows] == [("completed", 1)] * 3

@@ -103,6 +103,15 @@ class Procs:
         self.start(argv, env, name.partition("@")[0])
         return name
 
+    def kill(self, name: str) -> None:
+        """SIGKILL the process group of worker ``name`` at once, as a crashed host would."""
+        for label, proc, _ in self.started:
+            if label == name.partition("@")[0]:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
+                return
+        raise KeyError(name)
+
     def logs(self, tail: int = 40) -> str:
         parts = []
         for label, proc, log in self.started:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from typing import Any
 
@@ -47,3 +48,10 @@ def slow(hex: Any) -> dict[str, Any]:
     hex.set_meta({"ran_at": time.time()})
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+def suicide(hex: Any) -> None:
+    """Kill the trial's own process: an attempt lost, never a result."""
+    hex.log(step=0, alive=1.0)
+    hex.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
