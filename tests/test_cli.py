@@ -163,6 +163,34 @@ def test_status_counts_and_cancel_turns_queued_trials_cancelled(
     assert _status(env)[sweep]["workers"] == "1"
 
 
+def test_cancel_terminate_stops_running_trials(
+    sqlite_target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+) -> None:
+    queue = unique("q")
+    env = clean_env({**sqlite_target.env(), "HYPERO_BROKER": redis_clean_url})
+    procs.worker(redis_clean_url, queue, env)
+    path = write_spec(tmp_path, f"battery: stop me\ntrial: {trial('basic.py:slow')}\nrun_cap: 3\n"
+                                f"queue: {queue}\nlease: 2s\nparameters:\n  sleep: {{value: 60}}\n",
+                      name="t.yaml")
+    assert hypero_cli(["run", str(path), "--detach"], env).returncode == 0
+    with sqlite_target.connect() as conn:
+        (sw,) = sweeps.sweeps_of(conn.store)
+        sid = int(sw["id"])
+        deadline = time.monotonic() + 30
+        while sweeps.counts(conn.store, sid)["running"] != 1:
+            assert time.monotonic() < deadline, procs.logs()
+            time.sleep(0.1)
+        started = time.monotonic()
+        r = hypero_cli(["cancel", str(sid), "--terminate"], env)
+        assert r.returncode == 0, r.stderr
+        assert f"sweep {sid}: 2 queued trials cancelled, 1 running trials stopping" in r.stdout
+        counts = wait_final(conn, sid, procs, timeout=30)
+        stopped_in = time.monotonic() - started
+        states = {t: conn.store.experiment(t)["state"] for t in sweeps.trial_ids(conn.store, sid)}
+    assert counts["cancelled"] == 3, states
+    assert stopped_in < 15  # at the next heartbeat, not after the trial's 60 s
+
+
 def test_status_and_cancel_refuse_unknown_names(sqlite_target: Target) -> None:
     env = clean_env(sqlite_target.env())
     r = hypero_cli(["status", "nope"], env)
