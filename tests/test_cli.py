@@ -160,7 +160,8 @@ def test_status_counts_and_cancel_turns_queued_trials_cancelled(
         attempts = {conn.store.experiment(h)["attempt"] for h in ids}
     assert counts["cancelled"] == 5 and counts["completed"] == 0
     assert attempts == {0}
-    assert _status(env)[sweep]["workers"] == "1"
+    # status pings the workers for half a second: give a busy machine a few tries
+    assert any(_status(env)[sweep]["workers"] == "1" for _ in range(5))
 
 
 def test_cancel_terminate_stops_running_trials(
