@@ -14,13 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from hypero import _current, codec
 from hypero.connection import Connection
-from hypero.errors import Conflict, Pruned
+from hypero.errors import Conflict, HyperoError, Pruned
 from hypero.experiment import Experiment
 from hypero.store import Mode
 
 if TYPE_CHECKING:
     from hypero.config import Settings
     from hypero.runner import Outcome, Supervisor, TrialConfig
+
+
+WRITE_EVERY = 1.0  # seconds between writes of a running trial's relayed values
 
 
 class _PipeConnection(Connection):
@@ -89,6 +92,7 @@ class _Forked:
         out = Outcome("lost")
         watch = _Watch(self.sup.store, int(self.row["id"]), self.attempt, self.cfg)
         buf, verdict, end = b"", None, None
+        written = time.monotonic()
         try:
             while True:
                 ready, _, _ = select.select([r], [], [], min(0.5, watch.next_due() + 0.01))
@@ -100,16 +104,34 @@ class _Forked:
                     *lines, buf = buf.split(b"\n")
                     for line in lines:
                         end = self._relay(codec.loads(line), out) or end
+                if verdict is None and time.monotonic() - written >= WRITE_EVERY:
+                    written = time.monotonic()
+                    verdict = self._write(out, watch)
                 if verdict is None:
                     verdict = watch.tick()
-                    if verdict is not None:
-                        stop[0] = 1
-                        _stop_process(pid)
-                        pid = 0
+                if verdict is not None and pid:
+                    stop[0] = 1
+                    _stop_process(pid)
+                    pid = 0
         finally:
             os.close(r)
         status = 0 if pid == 0 else os.waitpid(pid, 0)[1]
         return self._outcome(out, verdict, watch.reason, end, status)
+
+    def _write(self, out: Outcome, watch: Any) -> str | None:
+        """Record what the child sent so far (fenced), so curves show while a trial runs."""
+        if not out.docs and not out.points:
+            return None
+        try:
+            ok = self.sup.store.record(int(self.row["id"]), out.docs, out.points,
+                                       attempt=self.attempt)
+        except HyperoError:
+            return None  # the database is away: keep the values, the lease covers the gap
+        if not ok:
+            watch.reason = "another attempt owns this trial"
+            return "fenced"
+        out.docs, out.points = {}, []
+        return None
 
     def _relay(self, msg: dict[str, Any], out: Outcome) -> dict[str, Any] | None:
         for kind, (values, mode) in (msg.get("docs") or {}).items():

@@ -82,13 +82,15 @@ def pending_hex_ids(celery: Celery, queue: str) -> set[int] | None:
     return held
 
 
-def live_workers(celery: Celery, timeout: float = 0.5) -> list[str] | None:
-    """Names of workers answering a ping (None if the broker cannot be asked)."""
+def live_workers(celery: Celery, timeout: float = 0.5) -> dict[str, list[str]] | None:
+    """``{worker name: [queues it consumes]}`` of the workers that answer (None if the broker
+    cannot be asked)."""
     try:
-        replies = celery.control.inspect(timeout=timeout).ping() or {}
+        replies = celery.control.inspect(timeout=timeout).active_queues() or {}
     except Exception:
         return None
-    return sorted(replies)
+    return {name: sorted(str(q.get("name")) for q in queues or []) for name, queues in
+            sorted(replies.items())}
 
 
 @contextlib.contextmanager

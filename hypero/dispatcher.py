@@ -71,6 +71,7 @@ def resume(conn: Connection, sweep_id: int, celery: Celery, blind: bool = True) 
     """
     from hypero.broker import pending_hex_ids
 
+    _complete_enqueueing(conn, sweep_id)
     doc = sweeps.get_sweep(conn.store, sweep_id)["spec"]
     queue = str(doc.get("queue", "hypero"))
     queued = sweeps.trial_ids(conn.store, sweep_id, ["queued"])
@@ -83,3 +84,26 @@ def resume(conn: Connection, sweep_id: int, celery: Celery, blind: bool = True) 
     if sweeps.get_sweep(conn.store, sweep_id)["state"] == "enqueueing":
         sweeps.set_sweep_state(conn.store, sweep_id, "running")
     return len(missing)
+
+
+def _complete_enqueueing(conn: Connection, sweep_id: int) -> int:
+    """Record the trials a dispatcher killed while enqueueing did not; how many.
+
+    The plan is deterministic for the sweep's seed and batches commit in order, so the
+    missing trials are the plan's tail after the last recorded index.
+    """
+    row = sweeps.get_sweep(conn.store, sweep_id)
+    if row["state"] != "enqueueing":
+        return 0
+    done = sweeps.last_trial_index(conn.store, sweep_id)
+    start = 0 if done is None else done + 1
+    if start >= int(row["trials"]):
+        return 0
+    spec = Spec.from_json(row["spec"])
+    plans = list(search.plan(spec, int(row["seed"]), int(row["trials"])))[start:]
+    for i in range(0, len(plans), BATCH):
+        conn.store.create_experiments(
+            int(row["battery_id"]), int(row["version_id"]), plans[i:i + BATCH], state="queued",
+            sweep_id=sweep_id, first_index=start + i,
+        )
+    return len(plans)

@@ -116,4 +116,5 @@ def add_broker(statuses_: list[SweepStatus], celery: Any) -> None:
     for s in statuses_:
         if s.queue not in depths:
             depths[s.queue] = depth(celery, s.queue)
-        s.depth, s.workers = depths[s.queue], workers
+        s.depth = depths[s.queue]
+        s.workers = None if workers is None else [w for w, qs in workers.items() if s.queue in qs]

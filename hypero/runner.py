@@ -11,6 +11,7 @@ cannot take the worker down. A ``program:`` trial runs as a subprocess that writ
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import signal
@@ -21,11 +22,16 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from hypero import codec, sweeps
 from hypero.config import Settings
+from hypero.errors import StorageError
+from hypero.spool import Spool
 from hypero.store import Store
+
+T = TypeVar("T")
+log = logging.getLogger("hypero.worker")
 
 Republish = Callable[[int], None]
 GRACE = 10.0  # seconds between SIGTERM and SIGKILL when a trial is stopped
@@ -99,6 +105,38 @@ class Supervisor:
         self.worker = worker
         self._configs: dict[int, TrialConfig] = {}
         self._functions: dict[tuple[str, str], Callable[..., Any]] = {}
+        self.spool = Spool(settings.spool)
+
+    def replay_spool(self) -> int:
+        """Write what a worker left in the spool (fenced); how many records were taken."""
+        n = 0
+        for path, rec in self.spool.pending():
+            try:
+                sweeps.finish(self.store, **_finish_args(rec))
+            except StorageError:
+                return n
+            self.spool.drop(path)
+            n += 1
+        return n
+
+    def _finish(self, rec: dict[str, Any]) -> bool:
+        """``sweeps.finish``; while the database is away the record waits in the spool (fsynced)
+        and this call keeps trying: nothing is acknowledged before it is recorded."""
+        try:
+            return sweeps.finish(self.store, **_finish_args(rec))
+        except StorageError as e:
+            log.warning("hypero: database away, spooling trial %s: %s", rec["hex_id"], e)
+        path = self.spool.put(f"{rec['hex_id']}-{rec['attempt']}", rec)
+        delay = 0.5
+        while True:
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            try:
+                done = sweeps.finish(self.store, **_finish_args(rec))
+            except StorageError:
+                continue
+            self.spool.drop(path)
+            return done
 
     def config(self, sweep_id: int) -> TrialConfig:
         if sweep_id not in self._configs:
@@ -120,7 +158,8 @@ class Supervisor:
             return "not a sweep trial"
         cfg = self.config(int(row["sweep_id"]))
         while True:
-            attempt = sweeps.claim(self.store, hex_id, self.worker, cfg.lease)
+            attempt = patiently(
+                lambda: sweeps.claim(self.store, hex_id, self.worker, cfg.lease))
             if attempt is None:
                 return "skipped"  # duplicate delivery, finished or cancelled: nothing to do
             meta = worker_meta(self.worker, attempt, gpus, os.getpid())
@@ -136,7 +175,7 @@ class Supervisor:
         self, hex_id: int, attempt: int, cfg: TrialConfig, out: Outcome, republish: Republish
     ) -> bool:
         """Write the attempt's end; True to run it again at once (a retry)."""
-        row = self.store.experiment(hex_id)
+        row = patiently(lambda: self.store.experiment(hex_id))
         state, error, failed, again = "completed", out.error, False, False
         if out.kind in ("cancelled", "pruned"):
             state = out.kind
@@ -154,10 +193,11 @@ class Supervisor:
                 error = f"{out.error}; gave up after {attempt} attempts (max_attempts)"
         elif out.kind == "fenced":
             return False
-        done = sweeps.finish(
-            self.store, hex_id, attempt, state, docs=out.docs, metrics=out.points,
-            error=error, failed_attempt=failed,
-        )
+        done = self._finish({
+            "hex_id": hex_id, "attempt": attempt, "state": state,
+            "docs": {k: list(v) for k, v in out.docs.items()}, "points": out.points,
+            "error": error, "failed_attempt": failed,
+        })
         if done and state == "queued" and not again:
             republish(hex_id)
         return done and again
@@ -257,6 +297,29 @@ def _stop_process(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None
         proc.wait()
     else:
         os.waitpid(pid, 0)
+
+
+def _finish_args(rec: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "hex_id": int(rec["hex_id"]), "attempt": int(rec["attempt"]), "state": rec["state"],
+        "docs": {k: (v[0], v[1]) for k, v in (rec.get("docs") or {}).items()},
+        "metrics": [(str(n), float(s), float(v)) for n, s, v in rec.get("points") or []],
+        "error": rec.get("error"), "failed_attempt": bool(rec.get("failed_attempt")),
+    }
+
+
+def patiently(fn: Callable[[], T], patience: float = 3600.0) -> T:
+    """``fn()``, retried with backoff while the database is away (up to ``patience`` s)."""
+    deadline = time.monotonic() + patience
+    delay = 0.5
+    while True:
+        try:
+            return fn()
+        except StorageError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _has_slots() -> bool:

@@ -211,3 +211,18 @@ def finish_unrunnable(store: Store, hex_id: int, error: str) -> bool:
     )
     with store.db.write() as c:
         return bool(c.execute(q).rowcount)
+
+
+def last_trial_index(store: Store, sweep_id: int) -> int | None:
+    """The highest ``trial_index`` recorded for the sweep (None if it has no trial yet)."""
+    q = sa.select(sa.func.max(experiment.c.trial_index)).where(experiment.c.sweep_id == sweep_id)
+    with store.db.read() as c:
+        got = c.execute(q).scalar()
+    return None if got is None else int(got)
+
+
+def unfinished(store: Store) -> list[tuple[int, str]]:
+    """``(sweep id, queue)`` of sweeps still enqueueing or running."""
+    q = sa.select(sweep.c.id, sweep.c.spec).where(sweep.c.state.in_(["enqueueing", "running"]))
+    with store.db.read() as c:
+        return [(int(i), str((s or {}).get("queue", "hypero"))) for i, s in c.execute(q)]

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery, signals
+from celery.exceptions import Reject
 
 from hypero import config, gpus, sweeps
-from hypero.errors import ConfigError
+from hypero.errors import ConfigError, StorageError
 
 log = logging.getLogger("hypero.worker")
 TASK = "hypero.run_trial"
@@ -120,6 +121,7 @@ def _get_supervisor() -> Any:
         name = os.environ.get("HYPERO_WORKER_NAME") or f"hypero-{os.getpid()}"
         _supervisor = Supervisor(conn.store, conn.settings, name)
         _supervisor.pid = os.getpid()
+        _supervisor.replay_spool()
     return _supervisor
 
 
@@ -129,8 +131,15 @@ def run_trial(hex_id: int) -> str:
     if not isinstance(hex_id, int) or isinstance(hex_id, bool):
         log.error("hypero: rejected a run_trial message whose argument is not a hex id")
         return "rejected"
-    sup = _get_supervisor()
-    row = sup.store.experiment(hex_id)
+    from hypero.runner import patiently
+
+    try:
+        sup = _get_supervisor()
+        row = patiently(lambda: sup.store.experiment(hex_id), patience=300)
+    except StorageError as e:
+        # the database stayed away: give the message back to the broker, never drop it
+        log.warning("hypero: trial %s waits for the database: %s", hex_id, e)
+        raise Reject(str(e), requeue=True) from e
     if row["state"] != "queued" or row["sweep_id"] is None:
         return "skipped"
     cfg = sup.config(int(row["sweep_id"]))
@@ -159,8 +168,12 @@ def keep_leases(celery: Celery, stop: threading.Event, every: float = 5.0) -> No
     settings = config.from_env()
     conn = connect(settings.db, schema=settings.schema)
     cache: dict[int, TrialConfig] = {}
+    last_reconcile = time.monotonic()
     while not stop.wait(every):
         try:
+            if time.monotonic() - last_reconcile > RECONCILE_EVERY:
+                last_reconcile = time.monotonic()
+                reconcile(celery, conn.store)
             for hid, attempt, sweep_id in sweeps.expired(conn.store):
                 if sweep_id not in cache:
                     spec = sweeps.get_sweep(conn.store, sweep_id)["spec"]
@@ -175,6 +188,33 @@ def keep_leases(celery: Celery, stop: threading.Event, every: float = 5.0) -> No
         except Exception as e:
             log.warning("hypero: lease keeper: %s", config.redact(str(e)))
             time.sleep(every)
+
+
+RECONCILE_EVERY = 60.0
+
+
+def reconcile(celery: Celery, store: Any) -> int:
+    """Re-publish queued trials of unfinished sweeps that a Redis broker no longer holds
+    (it restarted without persistence); how many. Brokers that cannot list what they hold
+    are left alone here (``hypero run --resume`` re-publishes to them)."""
+    from hypero.broker import depth, pending_hex_ids
+
+    by_queue: dict[str, list[int]] = {}
+    for sweep_id, queue in sweeps.unfinished(store):
+        by_queue.setdefault(queue, []).extend(sweeps.trial_ids(store, sweep_id, ["queued"]))
+    n = 0
+    for queue, queued in by_queue.items():
+        waiting = depth(celery, queue)
+        if not queued or waiting is None or waiting >= len(queued):
+            continue  # the cheap check: the broker holds at least as many as are queued
+        held = pending_hex_ids(celery, queue) or set()
+        missing = [h for h in queued if h not in held]
+        if missing:
+            publish(celery, missing, queue)
+            log.warning("hypero: re-published %d queued trials the broker lost (queue %s)",
+                        len(missing), queue)
+            n += len(missing)
+    return n
 
 
 _keeper_stop = threading.Event()
