@@ -53,6 +53,8 @@ class Battery:
 
     def experiments(self, versions: Sequence[VersionRef] | None = None) -> list[int]:
         """Hex ids of these versions (default: the current version), in id order."""
+        if isinstance(versions, str | int):
+            versions = [versions]  # one version, not its letters
         vids = [self.version_id] if versions is None else [self.version_id_of(v) for v in versions]
         return self._conn.store.experiment_ids(self.id, vids)
 
@@ -66,6 +68,10 @@ class Battery:
         return Experiment(self._conn, row, {}, seed=seed)
 
     def _docs(self, kind: str, hex_ids: Sequence[int], names: Sequence[str] | None) -> Any:
+        if isinstance(names, str):
+            names = [names]
+        if isinstance(hex_ids, int):
+            hex_ids = [hex_ids]
         self._conn.flush()
         return self._conn.store.docs(kind, list(hex_ids), names)
 

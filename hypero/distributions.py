@@ -18,7 +18,20 @@ _MAX_GRID = 1_000_000  # values one parameter may give a grid
 _MAX_EXP = 709  # math.exp overflows above ~709.78
 
 
+def _plain(v: Any) -> Any:
+    """numpy/torch integer and float scalars as Python ints and floats; anything else as is."""
+    if isinstance(v, bool | int | float | str | bytes):
+        return v
+    if not hasattr(v, "__index__") and not hasattr(v, "__float__"):
+        return v
+    try:
+        return int(v.__index__()) if hasattr(v, "__index__") else float(v)
+    except (TypeError, ValueError):
+        return v
+
+
 def _num(param: str, field: str, v: Any) -> float:
+    v = _plain(v)
     if isinstance(v, bool) or not isinstance(v, int | float):
         raise ValueError(f"{param}: {field} must be a number (got {v!r})")
     if math.isnan(v):
@@ -161,6 +174,7 @@ class _Bounded(Distribution):
 
     def __init__(self, min: Number, max: Number, param: str = "parameter") -> None:
         super().__init__(param)
+        min, max = _plain(min), _plain(max)
         lo, hi = _num(param, "min", min), _num(param, "max", max)
         if self.is_int and not (isinstance(min, int) and isinstance(max, int)):
             raise ValueError(f"{param}: min and max must be integers (got {min!r}, {max!r})")
