@@ -154,8 +154,6 @@ def top_cmd(
     ctx: Ctx, battery: str, by: str | None, goal: str | None, limit: int, version: str | None
 ) -> None:
     """Show the best trials of BATTERY as a table."""
-    from hypero.export import KINDS
-
     with ctx.connect() as conn:
         bat = _battery(conn, battery)
         metric = _sweep_metric(conn, bat)
@@ -168,7 +166,6 @@ def top_cmd(
             ver, params="*", results=[by], metas=None, order_by=f"result:{by}",
             ascending=goal == "minimize",
         )
-    del KINDS
     table = Table(title=f"{battery}: best {min(limit, len(rows))} of {len(rows)} by {by} "
                         f"({goal})")
     for c in cols:

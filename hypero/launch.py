@@ -164,13 +164,11 @@ def _print_best(conn: Connection, st: SweepStatus, out: Console, n: int = 5) -> 
               f"{c['pruned']} pruned, {c['cancelled']} cancelled")
     if st.metric is None:
         return
-    bat = conn.battery(st.battery, st.version)
     name, goal = st.metric["name"], st.metric.get("goal", "minimize")
     ids = sweeps.trial_ids(conn.store, st.id, ["completed"])
     from hypero.export import table
 
     rows, cols = table(conn.store, ids, "*", [name], None, f"result:{name}", goal == "minimize")
-    del bat
     t = Table(title=f"best trials by {name} ({goal})")
     for col in cols:
         t.add_column(col)
