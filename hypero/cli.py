@@ -268,3 +268,26 @@ def cancel_cmd(ctx: Ctx, sweep_id: int, terminate: bool) -> None:
         queued, running = sweeps.request_cancel(conn.store, sweep_id, terminate)
     ctx.out.print(f"sweep {sweep_id}: {queued} queued trials cancelled"
                   + (f", {running} running trials stopping" if terminate else ""))
+
+
+# -- safety ---------------------------------------------------------------------------------------
+
+
+@command(main, "check")
+@click.option("--celery-app", "apps", multiple=True, metavar="MODULE:NAME",
+              help="Also inspect your own Celery app (custom tasks); repeatable.")
+def check_cmd(ctx: Ctx, apps: tuple[str, ...]) -> None:
+    """Warn about an unsafe setup (exit 1): Redis without a password on a network address,
+    PostgreSQL without sslmode=verify-full, a .pgpass others can read, pickle accepted."""
+    from hypero.check import run_checks, user_app
+
+    s = ctx.settings
+    ctx.out.print(f"database: {config.redact(s.db)}")
+    ctx.out.print(f"broker:   {config.redact(s.broker) if s.broker else 'embedded (local)'}")
+    problems = run_checks(s, config.libpq_env(), Path.home(), {a: user_app(a) for a in apps})
+    for p in problems:
+        ctx.out.print(f"warning: {config.redact(p.what)}\n  fix: {config.redact(p.fix)}")
+    if problems:
+        ctx.out.print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} found")
+        sys.exit(1)
+    ctx.out.print("no problems found")

@@ -64,6 +64,12 @@ def trial_env(env: dict[str, str] | None = None) -> tuple[int, int | None] | Non
         raise ConfigError(f"HYPERO_HEX_ID/HYPERO_ATTEMPT must be integers: {err}") from None
 
 
+def libpq_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The ``PG*`` variables libpq reads (``PGHOST``, ``PGSSLMODE``, ``PGPASSFILE``, …)."""
+    e = os.environ if env is None else env
+    return {k: v for k, v in e.items() if k.startswith("PG")}
+
+
 def absolute_sqlite(url: str) -> str:
     """``sqlite:///rel.db`` made absolute, so that workers and trial programs started in other
     directories open the same file."""
