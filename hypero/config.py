@@ -17,6 +17,9 @@ DEFAULT_DB = "sqlite:///hypero.db"
 DEFAULT_SCHEMA = "hyper"
 DEFAULT_QUEUE = "hypero"
 DEFAULT_CHECKPOINTS = "hypero-checkpoints"
+#: Redis re-delivers an unacknowledged message after this long; hypero's lease recovers lost
+#: trials much sooner, so this only has to exceed the longest trial (30 days).
+DEFAULT_VISIBILITY_TIMEOUT = 30 * 24 * 3600.0
 
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SECRET_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
@@ -32,6 +35,7 @@ class Settings:
     broker: str | None = None
     checkpoints: Path = field(default_factory=lambda: Path(DEFAULT_CHECKPOINTS))
     spool: Path | None = None
+    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
 
 
 def from_env(
@@ -49,7 +53,23 @@ def from_env(
         broker=broker or e.get("HYPERO_BROKER") or None,
         checkpoints=Path(e.get("HYPERO_CHECKPOINTS") or DEFAULT_CHECKPOINTS),
         spool=Path(spool) if spool else None,
+        visibility_timeout=_seconds("HYPERO_VISIBILITY_TIMEOUT",
+                                    e.get("HYPERO_VISIBILITY_TIMEOUT"),
+                                    DEFAULT_VISIBILITY_TIMEOUT),
     )
+
+
+def _seconds(name: str, text: str | None, default: float) -> float:
+    """A positive number of seconds from the environment variable ``name``, else ``default``."""
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}: not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name}: must be > 0 seconds (got {text})")
+    return value
 
 
 def trial_env(env: dict[str, str] | None = None) -> tuple[int, int | None] | None:

@@ -23,9 +23,9 @@ from hypero.errors import ConfigError, StorageError
 
 log = logging.getLogger("hypero.worker")
 TASK = "hypero.run_trial"
-#: Redis re-delivers an unacknowledged message after this long; hypero's lease recovers lost
-#: trials much sooner, so this only has to exceed the longest trial.
-VISIBILITY_TIMEOUT = 30 * 24 * 3600
+#: Redis re-delivers an unacknowledged message after this long (``HYPERO_VISIBILITY_TIMEOUT``
+#: overrides it); hypero's lease recovers lost trials much sooner.
+VISIBILITY_TIMEOUT = config.DEFAULT_VISIBILITY_TIMEOUT
 #: RabbitMQ closes the channel of a consumer that holds a message longer than its consumer
 #: timeout (30 min by default). From 3.11.15 a queue's ``x-consumer-timeout`` overrides it; ours
 #: outlasts any trial (~24.8 days, the largest value RabbitMQ documents; 0 is not "off").
@@ -63,7 +63,7 @@ def configure(
         worker_prefetch_multiplier=1,
         task_default_queue=queue,
         task_create_missing_queues=True,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT, **options},
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout, **options},
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
     )
