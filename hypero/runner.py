@@ -192,12 +192,18 @@ class Supervisor:
                 state = "failed"
                 error = f"{out.error}; gave up after {attempt} attempts (max_attempts)"
         elif out.kind == "fenced":
+            log.warning("hypero: trial %s attempt %s is stale (%s): nothing of it was recorded",
+                        hex_id, attempt, out.error or "another attempt owns the trial")
             return False
         done = self._finish({
             "hex_id": hex_id, "attempt": attempt, "state": state,
             "docs": {k: list(v) for k, v in out.docs.items()}, "points": out.points,
             "error": error, "failed_attempt": failed,
         })
+        if not done:  # the end of an attempt that another attempt replaced meanwhile
+            log.warning("hypero: trial %s attempt %s is stale: its end (%s) was refused",
+                        hex_id, attempt, out.kind)
+            out.kind = "fenced"
         if done and state == "queued" and not again:
             republish(hex_id)
         return done and again
