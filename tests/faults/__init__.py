@@ -1,0 +1,1 @@
+"""Fault injection: real workers, brokers and databases, hurt on purpose (issue 4)."""
