@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import TYPE_CHECKING
 
 from hypero import config
@@ -34,4 +36,17 @@ def current() -> Experiment:
 
         hex_id, attempt = found
         _hex = connect().experiment(hex_id, attempt=attempt)
+        _exit_on_sigterm()
     return _hex
+
+
+def _exit_on_sigterm() -> None:
+    """A stopped ``program:`` trial gets SIGTERM: exit through ``SystemExit``, so that what it
+    logged and hypero still buffers is written (at exit) before the process ends."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)

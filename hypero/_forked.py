@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import select
@@ -12,7 +13,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from hypero import _current, codec
+from hypero import _adaptive, _current, codec
 from hypero.connection import Connection
 from hypero.errors import Conflict, HyperoError, Pruned
 from hypero.experiment import Experiment
@@ -24,17 +25,23 @@ if TYPE_CHECKING:
 
 
 WRITE_EVERY = 1.0  # seconds between writes of a running trial's relayed values
+GATE_WAIT = 30.0  # seconds a trial waits at a bracket for the supervisor's verdict, at most
 
 
 class _PipeConnection(Connection):
     """The child's connection: writes go to the supervisor over a pipe; reads hit the database."""
 
-    def __init__(self, settings: Settings, fd: int, stop: mmap.mmap) -> None:
+    def __init__(self, settings: Settings, fd: int, stop: mmap.mmap,
+                 gates: tuple[str, list[int]] | None = None) -> None:
         super().__init__(settings, migrate=False)
         self._fd = fd
         self._send_lock = threading.Lock()
-        self._stopflag = stop
+        self._stopflag = stop  # [0]: stop; [1]: verdicts given at gates (mod 256)
         self._set: dict[str, set[str]] = {"param": set(), "meta": set(), "result": set()}
+        self._brackets: list[int] = []
+        if gates is not None:
+            self._gated, self._brackets = gates[0], list(gates[1])
+            self._gate = float(self._brackets[0]) if self._brackets else math.inf
 
     def _record(
         self, hex: Experiment, docs: Mapping[str, tuple[Mapping[str, Any], Mode]],
@@ -57,6 +64,20 @@ class _PipeConnection(Connection):
     def _should_stop(self) -> bool:
         return bool(self._stopflag[0])
 
+    def _at_gate(self, hex: Experiment, step: float) -> None:
+        """Send the points so far and wait for the supervisor's verdict at this bracket."""
+        hex.flush()
+        given = self._stopflag[1]
+        with self._send_lock:
+            send(self._fd, {"gate": step})
+        deadline = time.monotonic() + GATE_WAIT
+        while self._stopflag[1] == given and time.monotonic() < deadline:
+            time.sleep(0.001)
+        later = [b for b in self._brackets if b > step]
+        self._gate = float(later[0]) if later else math.inf
+        if self._stopflag[0]:
+            hex._stop()
+
     def end(self, msg: dict[str, Any]) -> None:
         with self._send_lock:
             send(self._fd, msg)
@@ -78,12 +99,14 @@ class _Forked:
     ) -> None:
         self.sup, self.row, self.params, self.attempt = sup, row, params, attempt
         self.cfg, self.gpus, self.fn = cfg, gpus, fn
+        self.judge = _adaptive.judge(cfg)
+        self.pruned: dict[str, Any] | None = None
 
     def run(self) -> Outcome:
         from hypero.runner import Outcome, _stop_process, _Watch
 
         r, w = os.pipe()
-        stop = mmap.mmap(-1, 1)
+        stop = mmap.mmap(-1, 2)
         pid = os.fork()
         if pid == 0:  # pragma: no cover (runs in the child)
             os.close(r)
@@ -103,7 +126,10 @@ class _Forked:
                     buf += chunk
                     *lines, buf = buf.split(b"\n")
                     for line in lines:
-                        end = self._relay(codec.loads(line), out) or end
+                        msg = codec.loads(line)
+                        end = self._relay(msg, out) or end
+                        if "gate" in msg:
+                            verdict = self._at_gate(out, watch, stop) or verdict
                 if verdict is None and time.monotonic() - written >= WRITE_EVERY:
                     written = time.monotonic()
                     verdict = self._write(out, watch)
@@ -133,12 +159,27 @@ class _Forked:
         out.docs, out.points = {}, []
         return None
 
+    def _at_gate(self, out: Outcome, watch: Any, stop: mmap.mmap) -> str | None:
+        """Judge the trial at the bracket it reached, then let it go on (or stop it)."""
+        verdict = self._write(out, watch)  # its points first, so other trials see them
+        if verdict is None and self.judge is not None and self.pruned is None:
+            self.pruned = _adaptive.prune(self.sup.store, self.judge, self.row)
+            if self.pruned is not None:
+                stop[0] = 1
+                mine, _ = out.docs.get("meta", ({}, "update"))
+                out.docs["meta"] = ({**mine, "hypero.pruned": self.pruned}, "update")
+        stop[1] = (stop[1] + 1) % 256
+        return verdict
+
     def _relay(self, msg: dict[str, Any], out: Outcome) -> dict[str, Any] | None:
         for kind, (values, mode) in (msg.get("docs") or {}).items():
             old, _ = out.docs.get(kind, ({}, mode))
             merged = {**values, **old} if mode == "keep" else {**old, **values}
             out.docs[kind] = (merged, "keep" if kind == "param" else "update")
-        out.points.extend((str(n), float(s), float(v)) for n, s, v in msg.get("points", []))
+        points = [(str(n), float(s), float(v)) for n, s, v in msg.get("points", [])]
+        out.points.extend(points)
+        if self.judge is not None:
+            self.judge.add(points)
         return msg if "end" in msg else None
 
     def _outcome(
@@ -150,6 +191,8 @@ class _Forked:
             return out
         if end is not None:
             out.kind, out.error = end["end"], end.get("error")
+            if self.pruned is not None and out.kind == "completed":
+                out.kind = "pruned"  # it returned instead of logging again: still stopped
             if end.get("result"):
                 res, _ = out.docs.get("result", ({}, "update"))
                 out.docs["result"] = ({**res, **end["result"]}, "update")
@@ -172,7 +215,8 @@ class _Forked:
         os.environ["HYPERO_ATTEMPT"] = str(self.attempt)
         code = 0
         try:
-            conn = _PipeConnection(self.sup.settings, fd, stop)
+            gates = (self.judge.metric, self.judge.bands) if self.judge is not None else None
+            conn = _PipeConnection(self.sup.settings, fd, stop, gates)
             row = {**self.row, "attempt": self.attempt}
             seed = int(self.row["id"]) * 1_000_003 + self.attempt
             hex = Experiment(conn, row, self.params, attempt=self.attempt, seed=seed)

@@ -162,9 +162,9 @@ def top_cmd(
             raise ConfigError("--by: the battery has no sweep metric; name a result to rank by")
         goal = goal or (metric[1] if metric and metric[0] == by else "maximize")
         ver: int | str | None = int(version) if version and version.isdigit() else version
-        rows, cols = bat.export_table(
-            ver, params="*", results=[by], metas=None, order_by=f"result:{by}",
-            ascending=goal == "minimize",
+        rows, cols = bat.export_table(  # a sweep's trials: completed, pruned, ...
+            ver, params="*", results=[by], metas=["hypero.state"] if metric else None,
+            order_by=f"result:{by}", ascending=goal == "minimize",
         )
     table = Table(title=f"{battery}: best {min(limit, len(rows))} of {len(rows)} by {by} "
                         f"({goal})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import weakref
@@ -26,6 +27,11 @@ FLUSH_INTERVAL = 0.5
 
 class Connection:
     """A connection to hypero's store; make one with :func:`hypero.connect`."""
+
+    #: a worker's trial connection stops at the first point of metric ``_gated`` logged at a
+    #: step >= ``_gate`` (a hyperband bracket) until the supervisor has judged it
+    _gate: float = math.inf
+    _gated: str | None = None
 
     def __init__(self, settings: config.Settings, *, migrate: bool = True) -> None:
         self.settings = settings
@@ -97,6 +103,9 @@ class Connection:
 
     def _should_stop(self) -> bool:
         return False
+
+    def _at_gate(self, hex: Experiment, step: float) -> None:
+        pass
 
     def _dirty(self, hex: Experiment) -> None:
         if hex in self._dirty_set and self._thread is not None and self._pid == os.getpid():

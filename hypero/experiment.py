@@ -166,6 +166,10 @@ class Experiment:
         with self._lock:
             self._points.extend(pts)
         self._conn._dirty(self)
+        if step >= self._conn._gate and self._conn._gated in metrics:
+            self._conn._at_gate(self, step)  # early termination judges this point first
+            if self._stopped:
+                raise Pruned(f"experiment {self.id} was stopped at step {step:g}")
 
     def _write(self, kind: str, values: Mapping[str, Any], mode: Mode) -> None:
         self.flush()

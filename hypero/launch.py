@@ -78,10 +78,6 @@ def run(settings: config.Settings, spec: Spec, out: Console, *, workers: int | N
     """Create (or resume) the sweep, enqueue, and attach; the exit code."""
     from hypero.tasks import app, configure
 
-    if spec.method == "bayes":
-        raise SpecError("method bayes is not available yet in this version of hypero; "
-                        "use random or grid", file=str(spec.path) if spec.path else None,
-                        key="method")
     if not resume:
         dispatcher.trial_count(spec, trials)  # a spec without a count is refused before anything
     if detach and not settings.broker:

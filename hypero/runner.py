@@ -21,12 +21,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from hypero import codec, sweeps
 from hypero.config import Settings
-from hypero.errors import StorageError
+from hypero.errors import HyperoError, StorageError
 from hypero.spool import Spool
 from hypero.store import Store
 
@@ -51,6 +51,12 @@ class TrialConfig:
     gpus: int | None = None  # None: the spec says nothing, one slot on a GPU worker
     queue: str = "hypero"
     declared: list[str] = field(default_factory=list)
+    method: str = "random"
+    metric: dict[str, Any] | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)  # declared, as to_dict() gives
+    bayes: dict[str, Any] | None = None
+    early_terminate: dict[str, Any] | None = None
+    seed: int = 0  # the sweep's
 
     @classmethod
     def from_spec(cls, doc: Mapping[str, Any]) -> TrialConfig:
@@ -64,6 +70,9 @@ class TrialConfig:
             gpus=_gpus(doc),
             queue=str(doc.get("queue", "hypero")),
             declared=list(doc.get("declared", [])),
+            method=str(doc.get("method", "random")), metric=doc.get("metric"),
+            parameters=dict(doc.get("parameters") or {}), bayes=doc.get("bayes"),
+            early_terminate=doc.get("early_terminate"),
         )
 
 
@@ -140,8 +149,9 @@ class Supervisor:
 
     def config(self, sweep_id: int) -> TrialConfig:
         if sweep_id not in self._configs:
-            spec = sweeps.get_sweep(self.store, sweep_id)["spec"]
-            self._configs[sweep_id] = TrialConfig.from_spec(spec)
+            row = sweeps.get_sweep(self.store, sweep_id)
+            cfg = TrialConfig.from_spec(row["spec"])
+            self._configs[sweep_id] = replace(cfg, seed=int(row["seed"]))
         return self._configs[sweep_id]
 
     def function(self, ref: tuple[str, str]) -> Callable[..., Any]:
@@ -163,13 +173,29 @@ class Supervisor:
             if attempt is None:
                 return "skipped"  # duplicate delivery, finished or cancelled: nothing to do
             meta = worker_meta(self.worker, attempt, gpus, os.getpid())
-            out = self._attempt(hex_id, attempt, cfg, gpus)
+            out = self._assign(row, attempt, cfg) if cfg.method == "bayes" else None
+            if out is None:
+                out = self._attempt(hex_id, attempt, cfg, gpus)
             meta["hypero.end"] = time.time()
             mine, _ = out.docs.get("meta", ({}, "update"))  # the trial's own set_meta values
             out.docs["meta"] = ({**mine, **meta}, "update")
             again = self._settle(hex_id, attempt, cfg, out, republish)
             if not again:
                 return out.kind
+
+    def _assign(self, row: Mapping[str, Any], attempt: int, cfg: TrialConfig) -> Outcome | None:
+        """Suggest a bayes trial's parameters; None to run it, else how the attempt ends."""
+        from hypero._adaptive import TargetReached, assign
+
+        try:
+            if patiently(lambda: assign(self.store, cfg, row, attempt)):
+                return None
+            return Outcome("fenced")
+        except TargetReached as e:
+            return Outcome("cancelled", str(e))
+        except (HyperoError, ImportError, ValueError, TypeError) as e:
+            log.exception("hypero: no suggestion for trial %s", row["id"])
+            return Outcome("error", f"bayes: no suggestion: {e}")
 
     def _settle(
         self, hex_id: int, attempt: int, cfg: TrialConfig, out: Outcome, republish: Republish
@@ -195,6 +221,9 @@ class Supervisor:
             log.warning("hypero: trial %s attempt %s is stale (%s): nothing of it was recorded",
                         hex_id, attempt, out.error or "another attempt owns the trial")
             return False
+        if state != "queued":  # export and top show how each trial ended, pruned ones too
+            mine, _ = out.docs.get("meta", ({}, "update"))
+            out.docs["meta"] = ({**mine, "hypero.state": state}, "update")
         done = self._finish({
             "hex_id": hex_id, "attempt": attempt, "state": state,
             "docs": {k: list(v) for k, v in out.docs.items()}, "points": out.points,
@@ -206,6 +235,14 @@ class Supervisor:
             out.kind = "fenced"
         if done and state == "queued" and not again:
             republish(hex_id)
+        if done and state == "completed":
+            from hypero._adaptive import after_completed
+
+            try:
+                sweep_id = int(self.store.experiment(hex_id)["sweep_id"])
+                after_completed(self.store, cfg, hex_id, sweep_id)
+            except HyperoError as e:
+                log.warning("hypero: metric.target check of trial %s: %s", hex_id, e)
         return done and again
 
     def _attempt(self, hex_id: int, attempt: int, cfg: TrialConfig, gpus: list[str]) -> Outcome:
@@ -231,8 +268,13 @@ class Supervisor:
             proc = subprocess.Popen(argv, env=env, cwd=os.path.dirname(cfg.program or ".") or None,
                                     stderr=err)
             watch = _Watch(self.store, hex_id, attempt, cfg)
+            judge = _program_judge(self.store, cfg, hex_id)
             while proc.poll() is None:
                 verdict = watch.tick()
+                pruned = judge.tick() if judge is not None and verdict is None else None
+                if pruned is not None:
+                    _stop_process(proc.pid, proc)
+                    return Outcome("pruned", docs={"meta": ({"hypero.pruned": pruned}, "update")})
                 if verdict is not None:
                     _stop_process(proc.pid, proc)
                     return Outcome(verdict, watch.reason)
@@ -281,6 +323,13 @@ class _Watch:
             self.reason = "cancelled"
             return "cancelled"
         return None
+
+
+def _program_judge(store: Store, cfg: TrialConfig, hex_id: int) -> Any:
+    from hypero._adaptive import ProgramJudge, judge
+
+    j = judge(cfg)
+    return None if j is None else ProgramJudge(store, j, store.experiment(hex_id))
 
 
 def _stop_process(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:

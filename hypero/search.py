@@ -2,7 +2,8 @@
 
 Both follow W&B Sweeps: parameters are taken in sorted name order (a grid's last name varies
 fastest); a grid expands int_uniform inclusively and q_uniform up to but excluding max, and
-collapses duplicate values. ``bayes`` is validated by :mod:`hypero.spec` but not run yet.
+collapses duplicate values. A ``bayes`` trial starts with no parameters: the worker that claims
+it asks :mod:`hypero.bayes` for them, from the trials before it.
 """
 
 from __future__ import annotations
@@ -23,20 +24,20 @@ def plan(spec: Spec, seed: int, count: int | None = None) -> Iterator[dict[str, 
 
     ``random``: ``count`` (default ``spec.run_cap``) independent samples, the same for the
     same ``seed``. ``grid``: every combination once, the first ``count`` (default
-    ``spec.run_cap``, else all) of them; ``seed`` is unused. Raises :class:`SpecError` at once
-    for ``bayes`` and for a random sweep with no count.
+    ``spec.run_cap``, else all) of them; ``seed`` is unused. ``bayes``: ``count`` empty sets,
+    filled in by the worker that claims each trial. Raises :class:`SpecError` at once for a
+    random or bayes sweep with no count.
     """
-    if spec.method == "bayes":
-        raise spec.error("method bayes is not available yet in hypero; "
-                         "use random or grid", key="method")
     cap = count if count is not None else spec.run_cap
     if cap is not None and cap < 0:
         raise ValueError(f"count must be >= 0 (got {cap})")
     if spec.method == "grid":
         return itertools.islice(_grid(spec), cap)
     if cap is None:
-        raise spec.error("random search needs a number of trials: set run_cap "
+        raise spec.error(f"{spec.method} search needs a number of trials: set run_cap "
                          "(or trials)", key="method")
+    if spec.method == "bayes":
+        return iter([{} for _ in range(cap)])
     return _random(spec, random.Random(seed), cap)
 
 

@@ -107,7 +107,7 @@ class _Hyperband(_Strict):
     max_iter: StrictInt | None = Field(default=None, ge=1)
     s: StrictInt | None = Field(default=None, ge=1)
     eta: Annotated[Num, AfterValidator(_above_one)] = 3
-    strict: StrictBool = True
+    strict: StrictBool = False  # W&B: absent means the conservative (best-so-far) rule
 
     @model_validator(mode="after")
     def _bands(self) -> _Hyperband:
@@ -367,6 +367,13 @@ def _check_method(m: _Document, params: Parameters) -> None:
     """W&B: bayes and hyperband need a metric; grid takes finite, unweighted parameters."""
     if m.method == "bayes" and m.metric is None:
         raise Invalid(("method",), "bayes needs a metric (metric: {name: ..., goal: ...})")
+    if m.method == "bayes":
+        from hypero.bayes import require
+
+        missing = require(m.bayes.sampler if m.bayes is not None else "tpe")
+        if missing:
+            raise Invalid(("bayes", "sampler") if m.bayes is not None and m.bayes.sampler == "gp"
+                          else ("method",), missing)
     if m.early_terminate is not None and m.metric is None:
         raise Invalid(("early_terminate",), "hyperband needs a metric "
                                             "(metric: {name: ..., goal: ...})")

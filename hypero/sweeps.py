@@ -8,7 +8,7 @@ transaction and returns whether it changed anything (compare-and-set).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from hypero.db import now
 from hypero.errors import NotFound
-from hypero.schema import FINAL_STATES, experiment, sweep
+from hypero.schema import FINAL_STATES, experiment, meta, result, sweep
+from hypero.schema import metric as metric_t
 from hypero.store import Mode, Store
 
 
@@ -226,3 +227,82 @@ def unfinished(store: Store) -> list[tuple[int, str]]:
     q = sa.select(sweep.c.id, sweep.c.spec).where(sweep.c.state.in_(["enqueueing", "running"]))
     with store.db.read() as c:
         return [(int(i), str((s or {}).get("queue", "hypero"))) for i, s in c.execute(q)]
+
+
+# -- adaptive search and early termination ------------------------------------------------------
+
+#: ``make(others) -> (params, meta)``: ``others`` are the sweep's other live or finished trials,
+#: ``{"id", "state", "meta", "result", "curve"}`` each (``curve``: the metric's points by step)
+MakeSuggestion = Callable[[list[dict[str, Any]]], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def suggest(
+    store: Store, sweep_id: int, hex_id: int, attempt: int, metric: str, make: MakeSuggestion,
+) -> bool:
+    """Give a claimed trial its parameters, once, under the sweep's lock.
+
+    The sweep row is locked (``SELECT … FOR UPDATE``; SQLite's write transaction locks the whole
+    database), so suggestions are made one at a time and each sees the earlier ones as running.
+    A trial whose meta already has ``hypero.suggestion`` (an earlier attempt's) keeps it. False
+    if another attempt owns the trial.
+    """
+    with store.db.write() as c:
+        c.execute(store.db.lock_row(sweep).with_only_columns(sweep.c.id)
+                  .where(sweep.c.id == sweep_id))
+        if not store._fenced(c, hex_id, attempt):
+            return False
+        mine = c.execute(sa.select(meta.c.doc).where(meta.c.hex_id == hex_id)).scalar()
+        if "hypero.suggestion" in (mine or {}):
+            return True
+        q = (
+            sa.select(experiment.c.id, experiment.c.state, meta.c.doc, result.c.doc)
+            .select_from(experiment.outerjoin(meta, meta.c.hex_id == experiment.c.id)
+                         .outerjoin(result, result.c.hex_id == experiment.c.id))
+            .where(experiment.c.sweep_id == sweep_id, experiment.c.id != hex_id,
+                   experiment.c.state.in_(["running", "completed", "pruned"]))
+        )
+        others: list[dict[str, Any]] = [
+            {"id": int(i), "state": str(s), "meta": m or {}, "result": r or {}, "curve": []}
+            for i, s, m, r in c.execute(q)
+        ]
+        need = [o["id"] for o in others if o["state"] == "pruned" or metric not in o["result"]]
+        by_id = {o["id"]: o for o in others}
+        for part in range(0, len(need), 500):
+            pq = (sa.select(metric_t.c.hex_id, metric_t.c.step, metric_t.c.value)
+                  .where(metric_t.c.hex_id.in_(need[part:part + 500]), metric_t.c.name == metric)
+                  .order_by(metric_t.c.hex_id, metric_t.c.step))
+            for hid, step, value in c.execute(pq):
+                by_id[int(hid)]["curve"].append(
+                    (float(step), float("nan") if value is None else float(value)))
+        params, doc = make(others)
+        store._merge_doc(c, "param", hex_id, params, "update")
+        store._merge_doc(c, "meta", hex_id, doc, "update")
+    return True
+
+
+def values_at(store: Store, sweep_id: int, hex_id: int, name: str, step: float) -> list[float]:
+    """The value of metric ``name`` of each other trial of the sweep at its first non-NaN point
+    at or past ``step`` (trials that have not reached ``step`` give none)."""
+    first = (
+        sa.select(metric_t.c.hex_id, sa.func.min(metric_t.c.step).label("step"))
+        .join(experiment, experiment.c.id == metric_t.c.hex_id)
+        .where(experiment.c.sweep_id == sweep_id, experiment.c.id != hex_id,
+               metric_t.c.name == name, metric_t.c.step >= step, metric_t.c.value.is_not(None))
+        .group_by(metric_t.c.hex_id)
+        .subquery()
+    )
+    q = sa.select(metric_t.c.value).join(
+        first, sa.and_(metric_t.c.hex_id == first.c.hex_id, metric_t.c.step == first.c.step)
+    ).where(metric_t.c.name == name)
+    with store.db.read() as c:
+        return [float(v) for v in c.execute(q).scalars()]
+
+
+def stop_new_trials(store: Store, sweep_id: int, reason: str) -> int:
+    """``metric.target`` reached: the sweep's queued trials become ``cancelled``; how many."""
+    with store.db.write() as c:
+        return int(c.execute(
+            sa.update(experiment)
+            .where(experiment.c.sweep_id == sweep_id, experiment.c.state == "queued")
+            .values(state="cancelled", finished_at=now(), cancel_requested=True, error=reason)
+        ).rowcount)

@@ -147,11 +147,12 @@ def test_random_needs_a_count() -> None:
     assert len(list(plan(spec, seed=1, count=4))) == 4
 
 
-def test_bayes_validates_but_does_not_plan_yet() -> None:
+def test_bayes_plans_empty_trials_for_the_workers_to_fill() -> None:
     spec = spec_of("trial: mnist.py:train\nmetric: {name: loss}\nmethod: bayes\nrun_cap: 5\n"
                    "parameters: {lr: {min: 0.0, max: 1.0}}\n")
-    with pytest.raises(SpecError, match=r"^sweeps/x.yaml:3: method: method bayes is not "
-                                        r"available yet"):
+    assert list(plan(spec, seed=1)) == [{}] * 5
+    spec.run_cap = None
+    with pytest.raises(SpecError, match=r"^sweeps/x.yaml:3: method: bayes search needs"):
         plan(spec, seed=1)  # raised at the call, not at the first next()
 
 
