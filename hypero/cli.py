@@ -291,3 +291,61 @@ def check_cmd(ctx: Ctx, apps: tuple[str, ...]) -> None:
         ctx.out.print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} found")
         sys.exit(1)
     ctx.out.print("no problems found")
+
+
+# -- looking at results ---------------------------------------------------------------------------
+
+
+@command(main, "dashboard")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; "
+              "any other than loopback is reachable from other machines (a warning says so).")
+@click.option("--port", default=8050, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: a free one).")
+def dashboard_cmd(ctx: Ctx, host: str, port: int) -> None:
+    """A live, read-only web page of batteries, sweeps, trials and curves, and a JSON API."""
+    from hypero.dashboard.app import serve
+
+    celery = None
+    if ctx.settings.broker:  # for queue depth and live workers
+        from hypero.tasks import app, configure
+
+        celery = configure(app, ctx.settings)
+    with ctx.connect() as conn:
+        serve(conn, host, port, celery, say=click.echo,
+              warn=lambda text: click.echo(text, err=True))
+
+
+def _hex_ids(values: tuple[str, ...]) -> list[int]:
+    try:
+        return [int(v) for value in values for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--hex: trial ids are integers (got {', '.join(values)})") from None
+
+
+@command(main, "curves")
+@click.argument("battery")
+@click.option("--hex", "hex_ids", multiple=True, metavar="ID", help="A trial to draw; repeat "
+              "it or separate ids by commas (default: the --top best).")
+@click.option("--metric", metavar="NAME", help="The streamed curve to draw (default: every "
+              "one, a panel each).")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Without --hex: the best trials by the battery's sweep metric (else the "
+                   "newest with curves).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Picture to write: .png, .svg or .pdf.")
+def curves_cmd(
+    ctx: Ctx, battery: str, hex_ids: tuple[str, ...], metric: str | None, top: int,
+    output: Path,
+) -> None:
+    """Draw the learning curves (hex.log) of trials of BATTERY into a picture."""
+    from hypero.curves import plot
+
+    ids = _hex_ids(hex_ids)
+    with ctx.connect() as conn:
+        bat = _battery(conn, battery)
+        drawn = plot(conn.store, bat.id, output, hex_ids=ids, metric_name=metric, top=top)
+    if drawn.skipped:
+        ctx.err.print(f"note: no curve for trials {', '.join(map(str, drawn.skipped))}",
+                      markup=False)
+    ctx.err.print(f"wrote {', '.join(drawn.names)} of trials "
+                  f"{', '.join(map(str, drawn.hex_ids))} to {output}", markup=False)
