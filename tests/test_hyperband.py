@@ -160,3 +160,27 @@ parameters:
     lines = export.stdout.splitlines()
     assert f"{bad},pruned" in lines and f"{good},completed" in lines
     assert top.returncode == 0 and "pruned" in top.stdout
+
+
+def test_hyperband_with_bayes_feeds_pruned_trials_to_the_engine(
+    sqlite_target: Target, tmp_path: Path
+) -> None:
+    path = write_spec(tmp_path, f"""
+trial: {trial("adaptive.py:curve")}
+method: bayes
+run_cap: 12
+metric: {{name: loss, goal: minimize}}
+bayes: {{n_startup_trials: 4}}
+early_terminate: {{type: hyperband, min_iter: 1, eta: 2}}
+parameters:
+  final: {{min: 0.0, max: 1.0}}
+  gap: {{min: 0.0, max: 1.0}}
+""")
+    with sqlite_target.connect() as conn:
+        _, ids = dispatcher.create(conn, spec.load(path), seed=2)
+        sup = Supervisor(conn.store, Settings(db=sqlite_target.url, schema="hyper"), "inline")
+        kinds = [sup.run(h, [], lambda _: None) for h in ids]
+        metas = conn.store.docs("meta", ids)
+    assert "pruned" in kinds and "completed" in kinds, kinds
+    seen = [metas[h]["hypero.suggestion"]["pruned"] for h in ids]
+    assert seen[-1] == kinds[:-1].count("pruned") > 0  # the engine learns from pruned trials
