@@ -237,7 +237,7 @@
       version: params.get("version") || "", sweep: params.get("sweep") || "",
       offset: +(params.get("offset") || 0), limit: +(params.get("limit") || 50),
       selected: new Set((params.get("ids") || "").split(",").filter(Boolean).map(Number)),
-      curveMetric: "", x: "", y: "", info: null, page: null, stamp: "", seq: 0,
+      curveMetric: "", x: "", y: "", info: null, page: null, stamp: "", seq: 0, picked: false,
     };
     const el = {
       title: h("h1", { id: "battery-name" }), sweeps: h("div", { id: "sweeps" }),
@@ -394,7 +394,10 @@
       s.sort = page.sort;
       s.order = page.order;
       remember();
-      if (!s.selected.size) page.rows.slice(0, 5).forEach((r) => s.selected.add(r.id));
+      if (!s.picked) {  // once: the first five trials shown, until the user picks others
+        s.picked = true;
+        if (!s.selected.size) page.rows.slice(0, 5).forEach((r) => s.selected.add(r.id));
+      }
       drawTable();
       refreshCurves();
     }
