@@ -119,6 +119,20 @@ def test_suggestions_stay_in_the_spec_and_avoid_running_points() -> None:
     assert abs(best.engine["x"] - 0.7) < 0.05
 
 
+def test_gp_sampler_suggests_with_running_trials_as_liars() -> None:
+    pytest.importorskip("torch", reason="sampler gp needs hypero[bayes-gp] (PyTorch)")
+    dists = {"x": d.Uniform(-1, 1, param="x"), "k": d.IntUniform(1, 4, param="k")}
+    records: list[bayes.Record] = []
+    for i in range(6):
+        s = bayes.suggest(dists, "minimize", records, {"sampler": "gp", "n_startup_trials": 3},
+                          seed=i)
+        assert -1 <= s.params["x"] <= 1 and s.params["k"] in range(1, 5)
+        state = "running" if i == 4 else "completed"
+        records.append(bayes.Record(s.engine, state, (s.params["x"] - 0.5) ** 2))
+    assert s.inputs["sampler"] == "gp" and s.inputs["running"] == 1 and s.inputs["used"] == 5
+    assert len({r.engine["x"] for r in records}) == 6
+
+
 def test_suggestion_with_500_completed_trials_is_quick() -> None:
     dists = {"x": d.Uniform(-1, 1), "lr": d.LogUniformValues(1e-5, 0.1), "k": d.IntUniform(1, 8),
              "c": d.Categorical(["a", "b", "c"])}

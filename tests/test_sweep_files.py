@@ -51,3 +51,8 @@ def test_wandb_bayes_example_uses_bayes_and_hyperband() -> None:
     assert set(engine_space(spec.parameters)) == {"lr", "optimizer", "batch_size",
                                                    "model.dropout", "model.depth"}
     assert any("project" in note for note in spec.notes)
+    from hypero.bayes import suggest
+
+    params = suggest(spec.parameters, "minimize", [], {}, seed=1).params  # nested: outer.inner
+    assert 0 <= params["model.dropout"] <= 0.5 and params["model.depth"] in range(1, 7)
+    assert params["batch_size"] % 16 == 0 and params["optimizer"] in ("adam", "sgd")
