@@ -128,9 +128,10 @@ class Supervisor:
             n += 1
         return n
 
-    def _finish(self, rec: dict[str, Any]) -> bool:
+    def _finish(self, rec: dict[str, Any], most: float = 10.0) -> bool:
         """``sweeps.finish``; while the database is away the record waits in the spool (fsynced)
-        and this call keeps trying: nothing is acknowledged before it is recorded."""
+        and this call keeps trying, at most ``most`` s apart: nothing is acknowledged before it
+        is recorded."""
         try:
             return sweeps.finish(self.store, **_finish_args(rec))
         except StorageError as e:
@@ -139,7 +140,7 @@ class Supervisor:
         delay = 0.5
         while True:
             time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, most)
             try:
                 done = sweeps.finish(self.store, **_finish_args(rec))
             except StorageError:
@@ -163,7 +164,7 @@ class Supervisor:
 
     def run(self, hex_id: int, gpus: list[str], republish: Republish) -> str:
         """Run trial ``hex_id`` to an end of this delivery; returns what happened."""
-        row = self.store.experiment(hex_id)
+        row = patiently(lambda: self.store.experiment(hex_id))
         if row["sweep_id"] is None:
             return "not a sweep trial"
         cfg = self.config(int(row["sweep_id"]))
@@ -200,13 +201,19 @@ class Supervisor:
     def _settle(
         self, hex_id: int, attempt: int, cfg: TrialConfig, out: Outcome, republish: Republish
     ) -> bool:
-        """Write the attempt's end; True to run it again at once (a retry)."""
-        row = patiently(lambda: self.store.experiment(hex_id))
+        """Write the attempt's end; True to run it again at once (a retry).
+
+        While the database is away the end waits in the spool; only a failed attempt's retry
+        waits for the database first, as it needs the failures so far. Both try again at most
+        a quarter lease apart, as heartbeats do: an outage shorter than the lease reruns nothing.
+        """
+        every = _every(cfg)
         state, error, failed, again = "completed", out.error, False, False
         if out.kind in ("cancelled", "pruned"):
             state = out.kind
         elif out.kind in ("error", "timeout"):
             failed = True
+            row = patiently(lambda: self.store.experiment(hex_id), most=every)
             if row["failures"] + 1 <= cfg.retries and attempt < cfg.max_attempts:
                 state, again = "queued", True
             else:
@@ -228,7 +235,7 @@ class Supervisor:
             "hex_id": hex_id, "attempt": attempt, "state": state,
             "docs": {k: list(v) for k, v in out.docs.items()}, "points": out.points,
             "error": error, "failed_attempt": failed,
-        })
+        }, most=every)
         if not done:  # the end of an attempt that another attempt replaced meanwhile
             log.warning("hypero: trial %s attempt %s is stale: its end (%s) was refused",
                         hex_id, attempt, out.kind)
@@ -250,14 +257,16 @@ class Supervisor:
             return self._program(hex_id, attempt, cfg, gpus)
         assert cfg.trial_ref is not None
         fn = self.function(cfg.trial_ref)
-        params = self.store.docs("param", [hex_id]).get(hex_id, {})
-        row = self.store.experiment(hex_id)
-        return _Forked(self, row, params, attempt, cfg, gpus, fn).run()
+        # patiently: an outage must not turn a claimed attempt into a lost one
+        params = patiently(lambda: self.store.docs("param", [hex_id]), most=_every(cfg))
+        row = patiently(lambda: self.store.experiment(hex_id), most=_every(cfg))
+        return _Forked(self, row, params.get(hex_id, {}), attempt, cfg, gpus, fn).run()
 
     # -- program: trials ------------------------------------------------------------------------
 
     def _program(self, hex_id: int, attempt: int, cfg: TrialConfig, gpus: list[str]) -> Outcome:
-        params = self.store.docs("param", [hex_id]).get(hex_id, {})
+        params = patiently(lambda: self.store.docs("param", [hex_id]),
+                           most=_every(cfg)).get(hex_id, {})
         argv = build_command(cfg, params)
         env = dict(os.environ)
         env.update(HYPERO_DB=self.settings.db, HYPERO_SCHEMA=self.settings.schema,
@@ -363,8 +372,9 @@ def _finish_args(rec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def patiently(fn: Callable[[], T], patience: float = 3600.0) -> T:
-    """``fn()``, retried with backoff while the database is away (up to ``patience`` s)."""
+def patiently(fn: Callable[[], T], patience: float = 3600.0, most: float = 10.0) -> T:
+    """``fn()``, retried with backoff (``most`` s apart at most) while the database is away
+    (up to ``patience`` s)."""
     deadline = time.monotonic() + patience
     delay = 0.5
     while True:
@@ -374,7 +384,13 @@ def patiently(fn: Callable[[], T], patience: float = 3600.0) -> T:
             if time.monotonic() > deadline:
                 raise
             time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, most)
+
+
+def _every(cfg: TrialConfig) -> float:
+    """How often an attempt retries a write while the database is away: as often as it
+    heartbeats (a quarter lease), so that it is in before the lease runs out."""
+    return min(10.0, max(0.2, cfg.lease / 4))
 
 
 def _has_slots() -> bool:
