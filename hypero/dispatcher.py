@@ -46,11 +46,8 @@ def create(conn: Connection, spec: Spec, seed: int | None = None,
     sid = sweeps.create_sweep(conn.store, bat.id, bat.version_id, spec_doc(spec), seed,
                               len(plans), spec.name)
     ids: list[int] = []
-    for i in range(0, len(plans), BATCH):
-        ids += conn.store.create_experiments(
-            bat.id, bat.version_id, plans[i:i + BATCH], state="queued", sweep_id=sid,
-            first_index=i,
-        )
+    while (got := sweeps.add_trials(conn.store, sid, plans, BATCH)) is not None:
+        ids += got  # a concurrent --resume may add other batches meanwhile
     return sid, ids
 
 
@@ -90,20 +87,19 @@ def _complete_enqueueing(conn: Connection, sweep_id: int) -> int:
     """Record the trials a dispatcher killed while enqueueing did not; how many.
 
     The plan is deterministic for the sweep's seed and batches commit in order, so the
-    missing trials are the plan's tail after the last recorded index.
+    missing trials are the plan's tail after the last recorded index. A dispatcher that is
+    only slow, not dead, goes on adding batches meanwhile: each batch is taken under the
+    sweep's row lock (:func:`sweeps.add_trials`), so no trial is recorded twice.
     """
     row = sweeps.get_sweep(conn.store, sweep_id)
     if row["state"] != "enqueueing":
         return 0
     done = sweeps.last_trial_index(conn.store, sweep_id)
-    start = 0 if done is None else done + 1
-    if start >= int(row["trials"]):
+    if (0 if done is None else done + 1) >= int(row["trials"]):
         return 0
     spec = Spec.from_json(row["spec"])
-    plans = list(search.plan(spec, int(row["seed"]), int(row["trials"])))[start:]
-    for i in range(0, len(plans), BATCH):
-        conn.store.create_experiments(
-            int(row["battery_id"]), int(row["version_id"]), plans[i:i + BATCH], state="queued",
-            sweep_id=sweep_id, first_index=start + i,
-        )
-    return len(plans)
+    plans = list(search.plan(spec, int(row["seed"]), int(row["trials"])))
+    n = 0
+    while (got := sweeps.add_trials(conn.store, sweep_id, plans, BATCH)) is not None:
+        n += len(got)
+    return n

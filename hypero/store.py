@@ -131,6 +131,19 @@ class Store:
     ) -> list[int]:
         """Insert one experiment per params document (with empty meta/result); their ids."""
         ids: list[int] = []
+        for part_no, part in enumerate(_chunks(params)):
+            base = None if first_index is None else first_index + part_no * _CHUNK
+            with self.db.write() as c:
+                ids += self._insert_experiments(c, battery_id, version_id, part, state=state,
+                                                sweep_id=sweep_id, first_index=base)
+        return ids
+
+    def _insert_experiments(
+        self, c: Connection, battery_id: int, version_id: int, params: Sequence[Mapping[str, Any]],
+        *, state: str, sweep_id: int | None, first_index: int | None,
+    ) -> list[int]:
+        """:meth:`create_experiments` inside the caller's transaction ``c``."""
+        ids: list[int] = []
         t = now()
         for part_no, part in enumerate(_chunks(params)):
             base = None if first_index is None else first_index + part_no * _CHUNK
@@ -142,17 +155,16 @@ class Store:
                 }
                 for i in range(len(part))
             ]
-            with self.db.write() as c:
-                new = c.execute(
-                    sa.insert(experiment).returning(experiment.c.id, sort_by_parameter_order=True),
-                    rows,
-                ).scalars().all()
-                for kind, table in DOCS.items():
-                    docs = part if kind == "param" else [{}] * len(part)
-                    c.execute(
-                        sa.insert(table),
-                        [{"hex_id": i, "doc": dict(d)} for i, d in zip(new, docs, strict=True)],
-                    )
+            new = c.execute(
+                sa.insert(experiment).returning(experiment.c.id, sort_by_parameter_order=True),
+                rows,
+            ).scalars().all()
+            for kind, table in DOCS.items():
+                docs = part if kind == "param" else [{}] * len(part)
+                c.execute(
+                    sa.insert(table),
+                    [{"hex_id": i, "doc": dict(d)} for i, d in zip(new, docs, strict=True)],
+                )
             ids.extend(int(i) for i in new)
         return ids
 

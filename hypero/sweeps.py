@@ -214,6 +214,34 @@ def finish_unrunnable(store: Store, hex_id: int, error: str) -> bool:
         return bool(c.execute(q).rowcount)
 
 
+def add_trials(
+    store: Store, sweep_id: int, plans: Sequence[Mapping[str, Any]], batch: int
+) -> list[int] | None:
+    """Record the next ``batch`` trials of the sweep's plan that nobody has recorded yet; their
+    ids, or None once every planned trial is recorded.
+
+    One transaction holding the sweep's row: a dispatcher and a ``--resume`` working on the
+    same sweep at once (a slow dispatcher taken for dead) each add other trials, never the same
+    trial twice. ``plans`` is the sweep's whole plan, in trial-index order.
+    """
+    with store.db.write() as c:
+        row = c.execute(
+            store.db.lock_row(sweep).with_only_columns(sweep.c.battery_id, sweep.c.version_id)
+            .where(sweep.c.id == sweep_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"no sweep with id {sweep_id}")
+        top = c.execute(sa.select(sa.func.max(experiment.c.trial_index))
+                        .where(experiment.c.sweep_id == sweep_id)).scalar()
+        start = 0 if top is None else int(top) + 1
+        if start >= len(plans):
+            return None
+        return store._insert_experiments(
+            c, int(row.battery_id), int(row.version_id), plans[start:start + batch],
+            state="queued", sweep_id=sweep_id, first_index=start,
+        )
+
+
 def last_trial_index(store: Store, sweep_id: int) -> int | None:
     """The highest ``trial_index`` recorded for the sweep (None if it has no trial yet)."""
     q = sa.select(sa.func.max(experiment.c.trial_index)).where(experiment.c.sweep_id == sweep_id)

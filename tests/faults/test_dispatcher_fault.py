@@ -12,6 +12,7 @@ import time
 import pytest
 
 from hypero import sweeps
+from hypero.broker import pending_hex_ids
 from tests.faults.harness import Rig, wait_for
 from tests.workers import hypero_cli
 
@@ -61,3 +62,29 @@ def test_dispatcher_killed_mid_enqueue_then_resumed(rig: Rig) -> None:
     assert {r["attempt"] for r in v.rows.values()} == {1}
     assert row["state"] == "done"
     print(f"killed after {recorded} of {N} trials recorded; resumed and ran in {elapsed:.0f} s")
+
+
+def test_resume_while_the_dispatcher_still_enqueues_records_each_trial_once(rig: Rig) -> None:
+    # a slow dispatcher taken for dead: --resume runs while it still adds batches
+    n = 3000
+    path = rig.spec("fault 4: dispatcher only slow", n=n)
+    dispatcher = rig.procs.start(
+        [sys.executable, "-m", "hypero", "run", str(path), "--detach", "--broker", rig.broker],
+        rig.env, "dispatcher")
+    with rig.connect() as conn:
+        def first_batch_in() -> int | None:
+            found = sweeps.sweeps_of(conn.store)
+            got = len(sweeps.trial_ids(conn.store, int(found[0]["id"]))) if found else 0
+            return got if got >= 500 else None
+
+        wait_for("the first batch recorded", first_batch_in, 60, rig.procs.logs, every=0.01)
+        r = hypero_cli(["run", str(path), "--resume", "--detach", "--broker", rig.broker],
+                       rig.env)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert dispatcher.wait(60) == 0, rig.procs.logs()
+        (row,) = sweeps.sweeps_of(conn.store)
+        ids = sweeps.trial_ids(conn.store, int(row["id"]))
+        indices = [conn.store.experiment(h)["trial_index"] for h in ids]
+    assert len(ids) == n and sorted(indices) == list(range(n))
+    assert row["state"] == "running"
+    assert set(ids) <= (pending_hex_ids(rig.celery, rig.queue) or set())  # all published
