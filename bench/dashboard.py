@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 import hypero
+from hypero import codec
 from hypero.db import now
 from hypero.schema import experiment, metric, param, result, sweep
 
@@ -33,6 +34,12 @@ CHROMIUM_ARGS = [
 ]
 METRIC = {"name": "valid_acc", "goal": "maximize"}
 _CHUNK = 5000
+_DOC_SQL = {  # driver-level inserts of encoded documents (table names are constants)
+    "sqlite": {"param": "INSERT INTO param (hex_id, doc) VALUES (?, ?)",
+               "result": "INSERT INTO result (hex_id, doc) VALUES (?, ?)"},
+    "postgresql": {"param": "INSERT INTO param (hex_id, doc) VALUES (%s, %s::jsonb)",
+                   "result": "INSERT INTO result (hex_id, doc) VALUES (%s, %s::jsonb)"},
+}
 
 
 def _trial(rng: random.Random, i: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -66,30 +73,38 @@ def fill(
             "spec": {"metric": METRIC, "queue": "hypero"}, "state": "done", "seed": seed,
             "trials": n, "created_at": t, "finished_at": t,
         }).scalar_one())
-    for start in range(0, n, _CHUNK):
-        trials = [_trial(rng, i) for i in range(start, min(n, start + _CHUNK))]
-        rows = [{
-            "battery_id": bat.id, "version_id": bat.version_id, "sweep_id": sid,
-            "trial_index": start + k, "state": state, "attempt": 1, "failures": 0,
-            "cancel_requested": False, "created_at": t, "started_at": t, "finished_at": t,
-            "worker": "bench@localhost", "error": "RuntimeError: diverged" if not res else None,
-        } for k, (state, _, res) in enumerate(trials)]
-        with conn.db.write() as c:
-            ids = c.execute(
-                sa.insert(experiment).returning(experiment.c.id, sort_by_parameter_order=True),
-                rows,
-            ).scalars().all()
-            c.execute(sa.insert(param), [
-                {"hex_id": h, "doc": p} for h, (_, p, _) in zip(ids, trials, strict=True)])
-            c.execute(sa.insert(result), [
-                {"hex_id": h, "doc": r} for h, (_, _, r) in zip(ids, trials, strict=True)])
-            if start == 0:
-                c.execute(sa.insert(metric), [
-                    {"hex_id": h, "name": m, "step": s,
-                     "value": (1 - s / steps) * rng.uniform(0.5, 1) if m == "loss"
-                     else 0.5 + 0.4 * s / steps * rng.uniform(0.8, 1)}
-                    for h in ids[:curves] for m in ("loss", "valid_acc") for s in range(steps)
-                ])
+    # One INSERT … SELECT over a recursive counter writes every experiment row; the documents
+    # go straight to the driver, already encoded: 100,000 trials in a few seconds.
+    k = sa.select(sa.literal(0).label("k")).cte("counter", recursive=True)
+    k = k.union_all(sa.select(k.c.k + 1).where(k.c.k < n - 1))
+    failed = k.c.k % 50 == 7  # as _trial decides
+    when = sa.literal(t, type_=experiment.c.created_at.type)
+    rows = sa.select(
+        sa.literal(bat.id), sa.literal(bat.version_id), sa.literal(sid), k.c.k,
+        sa.case((failed, "failed"), else_="completed"), sa.literal(1), sa.literal(0),
+        sa.false(), when, when, when, sa.literal("bench@localhost"),
+        sa.case((failed, "RuntimeError: diverged"), else_=None),
+    )
+    cols = ["battery_id", "version_id", "sweep_id", "trial_index", "state", "attempt",
+            "failures", "cancel_requested", "created_at", "started_at", "finished_at", "worker",
+            "error"]
+    docs = _DOC_SQL[conn.db.backend]
+    with conn.db.write() as c:
+        c.execute(sa.insert(experiment).from_select(cols, rows))
+        ids = c.execute(sa.select(experiment.c.id).where(experiment.c.sweep_id == sid)
+                        .order_by(experiment.c.trial_index)).scalars().all()
+        for part in range(0, n, _CHUNK):
+            trials = [_trial(rng, i) for i in range(part, min(n, part + _CHUNK))]
+            c.exec_driver_sql(docs["param"], [
+                (h, codec.dumps(p)) for h, (_, p, _) in zip(ids[part:], trials, strict=False)])
+            c.exec_driver_sql(docs["result"], [
+                (h, codec.dumps(r)) for h, (_, _, r) in zip(ids[part:], trials, strict=False)])
+        c.execute(sa.insert(metric), [
+            {"hex_id": h, "name": m, "step": s,
+             "value": (1 - s / steps) * rng.uniform(0.5, 1) if m == "loss"
+             else 0.5 + 0.4 * s / steps * rng.uniform(0.8, 1)}
+            for h in ids[:curves] for m in ("loss", "valid_acc") for s in range(steps)
+        ])
     return bat.id, sid
 
 
@@ -167,6 +182,10 @@ def main() -> None:
         t0 = time.perf_counter()
         name = f"bench dashboard {time.time_ns()}"
         bid, _ = fill(conn, name, args.n)
+        if conn.db.backend == "postgresql":  # as autovacuum soon would after a bulk insert
+            with conn.db.write() as c:
+                for table in ("experiment", "param", "result", "metric"):
+                    c.exec_driver_sql(f"ANALYZE {table}")
         print(f"{conn.db.backend}: built a {args.n:,}-trial battery in "
               f"{time.perf_counter() - t0:.1f} s")
         with Server(conn, port=0) as server:

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import hypero
 from hypero import sweeps
+from hypero.cli import main
 from hypero.curves import Drawn, labels, plot
 from tests.conftest import Target
 from tests.workers import clean_env, hypero_cli
@@ -100,12 +102,12 @@ def test_cli_writes_png_and_pdf_and_fails_in_one_line(recorded, target: Target, 
     assert r.returncode == 0, r.stderr
     assert pdf.read_bytes()[:5] == b"%PDF-"
     assert f"note: no curve for trials {ids[3]}" in r.stderr
-    for args, message in [
+    for args, message in [  # in this process: the same code, without a Python start each
         (["nope", "-o", str(png)], "no battery named 'nope'"),
         ([BATTERY, "-o", str(tmp_path / "c.gif")], "must end in .png, .svg or .pdf"),
         ([BATTERY, "--hex", "x", "-o", str(png)], "--hex: trial ids are integers"),
         ([BATTERY, "--hex", str(ids[3]), "-o", str(png)], "no streamed curve (hex.log)"),
     ]:
-        r = hypero_cli(["curves", *args], env)
-        assert r.returncode == 2, (args, r.stderr)
+        r = CliRunner().invoke(main, ["curves", *args], env=target.env())
+        assert r.exit_code == 2, (args, r.output)
         assert message in r.stderr and r.stderr.count("\n") == 1, r.stderr

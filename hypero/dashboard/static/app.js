@@ -172,7 +172,8 @@
     const body = h("tbody");
     main.append(h("h1", {}, "Batteries"), h("div", { class: "table-wrap" },
       h("table", { id: "batteries" }, h("thead", {}, h("tr", {},
-        ["battery", "versions", "sweeps", "trials", "queued or running"].map((c) => h("th", {}, c)))),
+        ["battery", "versions", "sweeps", "trials", "queued or running"]
+          .map((c) => h("th", {}, c)))),
       body)));
     return poller(async () => {
       const list = await api("api/batteries");
@@ -188,7 +189,8 @@
   function trialView(id) {
     main.dataset.view = "trial";
     let last = null, charts = {};
-    const head = h("div"), body = h("div"), curves = h("div", { class: "grid", id: "trial-curves" });
+    const head = h("div"), body = h("div");
+    const curves = h("div", { class: "grid", id: "trial-curves" });
     main.append(head, body, h("h2", {}, "Learning curves"), curves);
     const p = poller(async () => {
       if (last && !LIVE.has(last.state) && last.done) return;  // final and drawn: nothing moves
@@ -300,7 +302,8 @@
         h("div", { class: "muted" },
           "finished ", h("b", { dataset: { k: "finished" } }, w.finished), " / ",
           h("b", { dataset: { k: "total" } }, w.total),
-          ` · ${(w.rate * 60).toFixed(1)} trials/min · ETA ${w.finished >= w.total ? "done" : duration(w.eta)}`,
+          ` · ${(w.rate * 60).toFixed(1)} trials/min`,
+          ` · ETA ${w.finished >= w.total ? "done" : duration(w.eta)}`,
           " · workers ", w.workers == null ? "—" : String(w.workers.length),
           " · queue depth ", w.depth == null ? "—" : String(w.depth), best));
     }
@@ -340,7 +343,9 @@
 
     function cell(row, col) {
       const [key, , kind] = col;
-      if (kind === "id") return h("td", { class: "num" }, h("a", { href: `#/trial/${row.id}` }, row.id));
+      if (kind === "id") {
+        return h("td", { class: "num" }, h("a", { href: `#/trial/${row.id}` }, row.id));
+      }
       if (kind === "state") return h("td", {}, state(row.state));
       if (kind === "finished_at") return h("td", {}, when(row.finished_at));
       const v = kind === "param" ? row.params[key.slice(6)]
@@ -352,8 +357,10 @@
     function drawTable() {
       const page = s.page, cols = columns();
       const head = h("tr", {}, h("th", {}, ""), cols.map((c) => h("th", {
-        class: `sortable ${s.sort === c[0] ? "sorted" : ""} ${s.sort === c[0] && s.order === "desc" ? "desc" : ""}`,
-        dataset: { sort: c[0] }, title: c[2] === "param" || c[2] === "result" ? `${c[2]} ${c[1]}` : null,
+        class: ["sortable", s.sort === c[0] && "sorted", s.sort === c[0] && s.order === "desc"
+          && "desc"].filter(Boolean).join(" "),
+        dataset: { sort: c[0] },
+        title: c[2] === "param" || c[2] === "result" ? `${c[2]} ${c[1]}` : null,
         onclick: () => {
           if (s.sort === c[0]) s.order = s.order === "desc" ? "asc" : "desc";
           else { s.sort = c[0]; s.order = "asc"; }
@@ -362,7 +369,8 @@
       }, c[1])));
       const groups = h("tr", {}, h("th", { colspan: 4 }, ""),
         s.info.keys.param.length ? h("th", { colspan: s.info.keys.param.length }, "params") : null,
-        s.info.keys.result.length ? h("th", { colspan: s.info.keys.result.length }, "results") : null,
+        s.info.keys.result.length
+          ? h("th", { colspan: s.info.keys.result.length }, "results") : null,
         h("th", { colspan: 2 }, ""));
       const rows = page.rows.map((r) => h("tr", { dataset: { id: r.id, state: r.state } },
         h("td", {}, h("input", { type: "checkbox", checked: s.selected.has(r.id),
@@ -376,8 +384,9 @@
       el.table.replaceChildren(h("table", { id: "trials", dataset: { total: page.total } },
         h("thead", {}, groups, head), h("tbody", {}, rows)));
       const first = page.total ? page.offset + 1 : 0;
+      const last = page.offset + page.rows.length;
       document.getElementById("range").textContent =
-        `${first.toLocaleString()}–${(page.offset + page.rows.length).toLocaleString()} of ${page.total.toLocaleString()}`;
+        `${first.toLocaleString()}–${last.toLocaleString()} of ${page.total.toLocaleString()}`;
       document.getElementById("prev").disabled = page.offset === 0;
       document.getElementById("next").disabled = page.offset + page.rows.length >= page.total;
     }
@@ -411,7 +420,10 @@
 
     async function refreshCurves() {
       const ids = [...s.selected].slice(0, 50);
-      if (!ids.length) { chart(el.curves, "", [], { empty: "select trials in the table" }); return; }
+      if (!ids.length) {
+        chart(el.curves, "", [], { empty: "select trials in the table" });
+        return;
+      }
       const data = await api(`api/curves?ids=${ids.join(",")}`);
       if (!s.curveMetric || !data.names.includes(s.curveMetric)) {
         const m = s.info.metric && s.info.metric.name;
@@ -498,7 +510,8 @@
   window.addEventListener("hashchange", route);
   window.addEventListener("resize", () => {
     for (const c of document.querySelectorAll(".chart")) {
-      if (c._uplot) c._uplot.setSize({ width: Math.max(320, c.clientWidth), height: c._uplot.height });
+      const u = c._uplot;
+      if (u) u.setSize({ width: Math.max(320, c.clientWidth), height: u.height });
     }
   });
   route();
