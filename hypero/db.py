@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from hypero import codec
-from hypero.config import check_schema, redact
+from hypero.config import check_schema, libpq_env, redact
 from hypero.errors import ConfigError, StorageError
 from hypero.schema import HEAD
 
@@ -55,6 +55,23 @@ def _libpq_conninfo(url: str) -> str:
         if url.startswith(p):
             return "postgresql://" + url[len(p):]
     return url
+
+
+#: libpq waits for ever for a connection and ~15 minutes for a write the server does not
+#: acknowledge, so a worker cut off from the database hung in its heartbeat instead of keeping its
+#: results in the spool. Unless the DSN (or ``PGCONNECT_TIMEOUT``) says otherwise, a connection
+#: gives up after these; every caller that must survive an outage retries.
+PG_TIMEOUTS = {"connect_timeout": "10", "tcp_user_timeout": "10000"}
+
+
+def _with_timeouts(conninfo: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    given = set(conninfo_to_dict(conninfo))
+    if "PGCONNECT_TIMEOUT" in libpq_env():
+        given.add("connect_timeout")
+    missing = {k: v for k, v in PG_TIMEOUTS.items() if k not in given}
+    return make_conninfo(conninfo, **missing) if missing else conninfo
 
 
 def backend_of(url: str) -> str:
@@ -114,7 +131,7 @@ class Database:
         conninfo, schema = _libpq_conninfo(self.url), self.schema
 
         def creator() -> Any:
-            conn = psycopg.connect(conninfo)
+            conn = psycopg.connect(_with_timeouts(conninfo))
             set_json_dumps(codec.dumps, conn)
             set_json_loads(codec.loads, conn)
             conn.execute(f'SET search_path TO "{schema}"')  # schema is a checked identifier
