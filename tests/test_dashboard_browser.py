@@ -192,6 +192,16 @@ def test_battery_page_numbers_sorting_filtering_and_charts(
     _wait_rows(page, _order(conn, "browser e2e", "lr", False)[-3:])  # v2 trials have no lr
     page.select_option("#filter-version", "")
     _wait_rows(page, _order(conn, "browser e2e", "lr", False))
+    # a sweep's best trials: the table, filtered to that sweep, best first
+    v1 = conn.store.version_id(bid, "v1", create=False)
+    (sid,) = [r["id"] for r in sweeps.sweeps_of(conn.store, bid) if r["version_id"] == v1]
+    page.click(f"[data-sweep='{sid}'] a.best-trials")
+    ours = set(sweeps.trial_ids(conn.store, sid))
+    _wait_rows(page, [i for i in _order(conn, "browser e2e", "result:valid", False) if i in ours])
+    assert page.text_content("#versions") == "versions: v1 (8 trials) · v2 (3 trials)" or \
+        page.text_content("#versions") == "versions: v2 (3 trials) · v1 (8 trials)"
+    page.click("#main .controls a")  # "(all)": every sweep again
+    _wait_rows(page, _order(conn, "browser e2e", "result:valid", False))
     # the curves of the selected trials: every streamed point of the chosen metric is drawn
     page.wait_for_selector("#curves canvas", timeout=WAIT_MS)
     metric = page.input_value("#curve-metric")
@@ -236,7 +246,7 @@ def test_trial_page_shows_params_error_and_curves(
     assert "RuntimeError: k=1 is refused" in page.text_content("#trial-error")
 
 
-def test_hostile_names_render_as_text(page: Any, server: str) -> None:
+def test_hostile_names_render_as_text(page: Any, server: str, tmp_path: Path) -> None:
     page.goto(f"{server}/#/")
     page.wait_for_selector("#batteries a", timeout=WAIT_MS)
     assert HOSTILE in _texts(page, "#batteries a")
@@ -249,6 +259,7 @@ def test_hostile_names_render_as_text(page: Any, server: str) -> None:
     assert page.evaluate("document.querySelectorAll('#main img').length") == 0
     page.wait_for_timeout(300)
     assert page.evaluate("window.__pwned") is None
+    page.screenshot(path=str(tmp_path / "hostile.png"), full_page=True)
 
 
 def test_a_running_sweep_updates_live(

@@ -242,14 +242,15 @@
       curveMetric: "", x: "", y: "", info: null, page: null, stamp: "", seq: 0, picked: false,
     };
     const el = {
-      title: h("h1", { id: "battery-name" }), sweeps: h("div", { id: "sweeps" }),
+      title: h("h1", { id: "battery-name" }), versions: h("p", { id: "versions", class: "muted" }),
+      sweeps: h("div", { id: "sweeps" }),
       controls: h("div", { class: "controls" }), table: h("div", { class: "table-wrap" }),
       curves: h("div", { class: "chart", id: "curves" }),
       curveControls: h("div", { class: "controls" }),
       scatter: h("div", { class: "chart", id: "scatter" }),
       scatterControls: h("div", { class: "controls" }),
     };
-    main.append(el.title, el.sweeps, h("h2", {}, "Trials"), el.controls, el.table,
+    main.append(el.title, el.versions, el.sweeps, h("h2", {}, "Trials"), el.controls, el.table,
       h("div", { class: "grid" },
         h("div", { class: "card" }, h("h2", {}, "Learning curves of the selected trials"),
           el.curveControls, el.curves),
@@ -294,7 +295,14 @@
     function sweepCard(w) {
       const best = w.best && w.metric
         ? [" · best ", `${w.metric.name} = ${fmt(w.best.value)} (`,
-          h("a", { href: `#/trial/${w.best.id}` }, `trial ${w.best.id}`), ")"] : [];
+          h("a", { href: `#/trial/${w.best.id}` }, `trial ${w.best.id}`), ") · ",
+          h("a", { href: "#", class: "best-trials", onclick: (e) => {  // the table does it
+            e.preventDefault();
+            Object.assign(s, { sweep: String(w.id), sort: `result:${w.metric.name}`,
+              order: w.metric.goal === "maximize" ? "desc" : "asc", state: "", offset: 0 });
+            drawControls();
+            refreshTable();
+          } }, "its best trials")] : [];
       return h("div", { class: "card sweep", dataset: { sweep: w.id } },
         h("div", {}, h("b", {}, `sweep ${w.id}`), w.name ? ` ${w.name}` : "", " · ", w.state,
           " · version ", w.version, " · queue ", w.queue),
@@ -310,6 +318,10 @@
 
     function drawControls() {
       const info = s.info;
+      el.versions.replaceChildren(`${info.versions.length === 1 ? "version" : "versions"}: `,
+        ...info.versions.flatMap((v, i) => [i ? " · " : "",
+          h("span", { dataset: { version: v.id } }, v.description),
+          ` (${v.trials.toLocaleString()} trials)`]));
       const versions = [["", "all versions"], ...info.versions.map((v) =>
         [v.id, `${v.description} (${v.trials})`])];
       el.controls.replaceChildren(...[
