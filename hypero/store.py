@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from hypero.config import redact
 from hypero.db import Database, now
 from hypero.errors import Conflict, NotFound
 from hypero.schema import DOCS, battery, experiment, metric, version
@@ -198,7 +199,7 @@ class Store:
             q = q.where(experiment.c.state.in_(expect))
         values: dict[str, Any] = {"state": state}
         if error is not None:
-            values["error"] = error
+            values["error"] = redact(error)  # a trial's message may quote a URL
         if state in ("completed", "failed", "pruned", "cancelled"):
             values["finished_at"] = now()
         with self.db.write() as c:

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hypero.config import redact
 from hypero.db import now
 from hypero.errors import NotFound
 from hypero.schema import FINAL_STATES, experiment, meta, result, sweep
@@ -133,6 +134,7 @@ def finish(
     """Record the attempt's last values and its final ``state`` in one fenced transaction.
 
     ``state`` may be ``queued`` (run it again). False if another attempt owns the trial.
+    ``error`` is stored with any password in it redacted (a trial's message may quote a URL).
     """
     with store.db.write() as c:
         if not store._fenced(c, hex_id, attempt):
@@ -142,7 +144,8 @@ def finish(
                 store._merge_doc(c, kind, hex_id, doc, mode)
         if metrics:
             store._upsert_metrics(c, hex_id, metrics)
-        values: dict[str, Any] = {"state": state, "error": error, "lease_until": None}
+        values: dict[str, Any] = {"state": state, "lease_until": None,
+                                  "error": None if error is None else redact(error)}
         if failed_attempt:
             values["failures"] = experiment.c.failures + 1
         if state in FINAL_STATES:
