@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 
 import hypero
+from bench._common import Env, Procs, Row
 from hypero import config, dispatcher
 from hypero.spec import loads
 from hypero.tasks import app, configure
@@ -57,6 +58,24 @@ def ours(db: str, schema: str, broker: str, n: int, queue: str, folder: Path) ->
     rate = n / (time.perf_counter() - t0)
     conn.close()
     return rate
+
+
+def measure(env: Env, procs: Procs) -> list[Row]:
+    """Case 2 for ``python -m bench``: alternating runs in ``env``'s schema and Redis db."""
+    n, reps = 10000, 1 if env.quick else 3
+    folder = env.workdir / "dispatch"
+    folder.mkdir(parents=True, exist_ok=True)
+    rb, rh = [], []
+    for rep in range(reps):
+        env.flush_redis()
+        rb.append(bare(env.broker, n, f"bare-{rep}"))
+        env.flush_redis()
+        rh.append(ours(env.db, env.schema, env.broker, n, f"hypero-{rep}", folder))
+    env.flush_redis()
+    h, b = statistics.median(rh), statistics.median(rb)
+    return [Row("2 dispatch of a 10,000-trial sweep vs bare apply_async", h, b, "trials/s",
+                ">= 0.5x", h / b >= 0.5, note="sample + record + publish",
+                runs={"hypero": rh, "bare": rb})]
 
 
 def main(argv: list[str] | None = None) -> None:

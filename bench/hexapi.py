@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import hypero
+from bench._common import Env, Procs, Row
 
 
 def _median_us(fn: Callable[[int], Any], n: int, repeat: int = 5) -> float:
@@ -35,15 +36,14 @@ def _baseline(a: float, b: float) -> float:
     return a + b
 
 
-def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--db", help="database URL (default: a temporary SQLite file)")
-    p.add_argument("--n", type=int, default=20000, help="calls per timed run")
-    args = p.parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="hypero-bench-")
-    conn = hypero.connect(args.db or f"sqlite:///{os.path.join(tmp, 'bench.db')}")
+Case = tuple[str, float, float, float]
+
+
+def cases(db: str, n: int, schema: str | None = None) -> tuple[list[Case], float, str]:
+    """``(rows, seconds conn.close() took, backend)``; a row: (case, median us, baseline us,
+    target us)."""
+    conn = hypero.connect(db, schema=schema) if schema else hypero.connect(db)
     bat = conn.battery("bench hex api", "v1")
-    n = args.n
     base = _median_us(lambda i: _baseline(i, 1.0), n)
     hexes = [bat.experiment() for _ in range(5)]
     it = iter(hexes * 1000)
@@ -69,9 +69,26 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float, float]]
     rows.append(("hex.log(step, 2 metrics)", t, base, 10.0))
     t0 = time.perf_counter()
     conn.close()
-    flush = time.perf_counter() - t0
+    return rows, time.perf_counter() - t0, conn.db.backend
+
+
+def measure(env: Env, procs: Procs) -> list[Row]:
+    """Case 3 for ``python -m bench``: on the run's PostgreSQL schema."""
+    rows, _, _ = cases(env.db, 5000 if env.quick else 20000, schema=env.schema)
+    return [Row(f"3 hex API: {name}", v, b, "us/call", f"<= {target:g} us", v <= target,
+                higher_is_better=False, note="baseline: a plain Python call")
+            for name, v, b, target in rows]
+
+
+def main(argv: list[str] | None = None) -> list[Case]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--db", help="database URL (default: a temporary SQLite file)")
+    p.add_argument("--n", type=int, default=20000, help="calls per timed run")
+    args = p.parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix="hypero-bench-")
+    rows, flush, backend = cases(args.db or f"sqlite:///{os.path.join(tmp, 'bench.db')}", args.n)
     print(f"hypero {hypero.__version__}, Python {platform.python_version()}, "
-          f"{os.cpu_count()} cores, {conn.db.backend}")
+          f"{os.cpu_count()} cores, {backend}")
     print(f"{'case':36} {'median us':>10} {'baseline us':>12} {'ratio':>8} {'target us':>10}  met")
     for name, v, b, target in rows:
         print(f"{name:36} {v:10.2f} {b:12.3f} {v / b:8.1f} {target:10.1f}  "
