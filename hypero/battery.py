@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from hypero.errors import NotFound
 
@@ -107,11 +107,29 @@ class Battery:
         """The seed's export: ``(rows, columns)``; see DESIGN §3 for the columns and order."""
         from hypero.export import table
 
-        vid = self.version_id if version is None else self.version_id_of(version)
-        vids = self.versions(vid) if min_version else [vid]
+        vids = self._version_ids(version, min_version)
         hex_ids = self._conn.store.experiment_ids(self.id, vids)
         self._conn.flush()
         return table(self._conn.store, hex_ids, params, results, metas, order_by, ascending)
+
+    def export_csv(
+        self, out: IO[str], version: VersionRef | None = None, min_version: bool = False,
+        params: str | Sequence[str] | None = "*", metas: str | Sequence[str] | None = "*",
+        results: str | Sequence[str] | None = "*", order_by: str = "hex_id",
+        ascending: bool = True,
+    ) -> int:
+        """:meth:`export_table` written as CSV to the text stream ``out`` (open it with
+        ``newline=""``), streamed from the database on PostgreSQL; how many rows."""
+        from hypero.export import write_csv
+
+        vids = self._version_ids(version, min_version)
+        self._conn.flush()
+        return write_csv(self._conn.store, self.id, vids, params, results, metas, order_by,
+                         ascending, out)
+
+    def _version_ids(self, version: VersionRef | None, min_version: bool) -> list[int]:
+        vid = self.version_id if version is None else self.version_id_of(version)
+        return self.versions(vid) if min_version else [vid]
 
     def to_dataframe(self, *args: Any, **kwargs: Any) -> Any:
         """:meth:`export_table` as a pandas DataFrame (``pip install hypero[pandas]``)."""

