@@ -19,6 +19,7 @@ from hypero.config import Settings
 from hypero.errors import SpecError
 from hypero.runner import Supervisor
 from tests.conftest import Target
+from tests.services import unavailable
 from tests.trials.adaptive import loss_of
 from tests.workers import (
     Procs,
@@ -120,7 +121,10 @@ def test_suggestions_stay_in_the_spec_and_avoid_running_points() -> None:
 
 
 def test_gp_sampler_suggests_with_running_trials_as_liars() -> None:
-    pytest.importorskip("torch", reason="sampler gp needs hypero[bayes-gp] (PyTorch)")
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        unavailable("sampler gp needs hypero[bayes-gp] (PyTorch): pip install torch")
     dists = {"x": d.Uniform(-1, 1, param="x"), "k": d.IntUniform(1, 4, param="k")}
     records: list[bayes.Record] = []
     for i in range(6):

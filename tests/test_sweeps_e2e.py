@@ -23,6 +23,7 @@ import hypero
 from hypero import dispatcher, spec, sweeps
 from hypero.tasks import CONSUMER_TIMEOUT_MS, check_rabbitmq
 from tests.conftest import Target
+from tests.services import unavailable
 from tests.workers import (
     REPO,
     Procs,
@@ -419,7 +420,7 @@ def short_consumer_timeout() -> Iterator[int]:
     before = {k: (_rabbitmqctl("eval", f"application:get_env(rabbit, {k}).") or "")
               .splitlines()[-1:] for k in keys}
     if not all(before.values()):
-        pytest.skip("rabbitmqctl eval is not available here: cannot shorten consumer_timeout")
+        unavailable("rabbitmqctl eval is not available here: cannot shorten consumer_timeout")
     _rabbitmqctl("eval", "application:set_env(rabbit, consumer_timeout, 3000), "
                          "application:set_env(rabbit, channel_tick_interval, 1000).")
     yield 3000
