@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -332,8 +333,10 @@ def _dashboard(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[s
 
 
 def _stop(proc: subprocess.Popen[str]) -> str:
-    proc.terminate()
+    """Ctrl-C: the server stops quietly with exit code 0; what it wrote to stderr."""
+    proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
     return err
 
 

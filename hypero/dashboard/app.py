@@ -315,6 +315,7 @@ def serve(conn: Connection, host: str, port: int, celery: Any,
              f"tunnel (ssh -L {sock.getsockname()[1]}:127.0.0.1:{sock.getsockname()[1]} …).")
     say(f"hypero dashboard (read-only) on {url_of(sock)} — Ctrl-C to stop")
     app = create_app(conn, celery, loopback_only=is_loopback(host))
-    with contextlib.closing(sock):
+    # uvicorn stops gracefully on Ctrl-C, then raises it again for the caller: a normal end here
+    with contextlib.closing(sock), contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(_config(app)).run([sock])
 
