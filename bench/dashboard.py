@@ -4,7 +4,8 @@ trial-table page, side by side with a bare ``SELECT … LIMIT 50`` of the same r
     python -m bench.dashboard [--db URL] [--schema S] [--n 100000] [--reps 5]
 
 Target (issue 7): first paint <= 1 s. Needs ``hypero[dashboard]``, Playwright and Debian's
-``chromium``. Without ``--db`` the battery is built in a temporary SQLite file.
+``chromium``. Without ``--db`` the battery is built in a temporary SQLite file; with it, the
+battery is deleted at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 import hypero
 from hypero import codec
 from hypero.db import now
-from hypero.schema import experiment, metric, param, result, sweep
+from hypero.schema import battery, experiment, metric, param, result, sweep
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -188,9 +189,13 @@ def main() -> None:
                     c.exec_driver_sql(f"ANALYZE {table}")
         print(f"{conn.db.backend}: built a {args.n:,}-trial battery in "
               f"{time.perf_counter() - t0:.1f} s")
-        with Server(conn, port=0) as server:
-            figures = _measure(conn, server.url, bid, args.reps)
-        conn.close()
+        try:
+            with Server(conn, port=0) as server:
+                figures = _measure(conn, server.url, bid, args.reps)
+        finally:  # the battery goes (its trials by cascade): --db may be someone's real store
+            with conn.db.write() as c:
+                c.execute(sa.delete(battery).where(battery.c.id == bid))
+            conn.close()
     width = max(len(k) for k in figures)
     print(f"{'':{width}}  hypero     bare SELECT … LIMIT 50")
     for what, (ours, bare) in figures.items():
