@@ -49,18 +49,22 @@ class SweepStatus:
 def best(store: Store, sweep_id: int, name: str, goal: str) -> tuple[int, float] | None:
     """``(hex id, value)`` of the completed trial with the best numeric result ``name``."""
     value = result.c.doc[name]
+    v = value.as_float()
     if store.db.backend == "postgresql":
-        numeric = sa.func.jsonb_typeof(value) == "number"
+        # ordered by the jsonb value itself (numbers compare as numbers), which the sweep's
+        # index on this key (Store.index_result_key) holds in order: no result is read in vain
+        numeric = sa.and_(value.is_not(None), sa.func.jsonb_typeof(value) == "number")
+        order: Any = value
     else:
         numeric = sa.func.json_type(result.c.doc, sa.literal("$." + _json_path(name))).in_(
             ["integer", "real"]
         )
-    v = value.as_float()
+        order = v
     q = (
         sa.select(experiment.c.id, v)
         .join(result, result.c.hex_id == experiment.c.id)
         .where(experiment.c.sweep_id == sweep_id, experiment.c.state == "completed", numeric)
-        .order_by(v.desc() if goal == "maximize" else v.asc())
+        .order_by(order.desc() if goal == "maximize" else order.asc())
         .limit(1)
     )
     with store.db.read() as c:

@@ -10,6 +10,8 @@ transaction with the experiment row locked, so concurrent writers of one hex ser
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -19,8 +21,10 @@ from sqlalchemy.engine import Connection
 
 from hypero.config import redact
 from hypero.db import Database, now
-from hypero.errors import Conflict, NotFound
+from hypero.errors import Conflict, NotFound, StorageError
 from hypero.schema import DOCS, battery, experiment, metric, version
+
+log = logging.getLogger("hypero")
 
 #: How a document write treats keys the stored document already holds.
 Mode = Literal["strict", "update", "keep"]
@@ -204,6 +208,32 @@ class Store:
             values["finished_at"] = now()
         with self.db.write() as c:
             return bool(c.execute(q.values(**values)).rowcount)
+
+    def index_result_key(self, name: str) -> bool:
+        """On PostgreSQL, an index on the results' value of key ``name`` (a sweep's metric), so
+        that the best trial is found without reading every result; True if it exists.
+
+        It is made once per key name and kept. A build that cannot get its lock within a few
+        seconds, or a user without the right to make it, only costs speed: False.
+        """
+        if self.db.backend != "postgresql":
+            return False
+        import psycopg
+        from psycopg import sql
+
+        digest = hashlib.md5(name.encode(), usedforsecurity=False).hexdigest()[:16]
+        ddl = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON result ((doc -> {}))").format(
+            sql.Identifier(f"result_key_{digest}"), sql.Literal(name))
+        try:
+            with self.db.write() as c:
+                raw: Any = c.connection.driver_connection  # DDL takes no bound parameters
+                raw.execute("SET LOCAL lock_timeout = '5s'")
+                raw.execute(ddl)
+        except (StorageError, psycopg.Error) as e:
+            log.warning("hypero: no index on result key %r (status reads every result): %s",
+                        name, e)
+            return False
+        return True
 
     # -- documents and metrics ------------------------------------------------------------------
 

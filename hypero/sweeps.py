@@ -26,13 +26,18 @@ def create_sweep(
     store: Store, battery_id: int, version_id: int, spec: Mapping[str, Any], seed: int,
     trials: int, name: str | None,
 ) -> int:
-    """A new sweep row in state ``enqueueing``; its id."""
+    """A new sweep row in state ``enqueueing``; its id. A sweep with a ``metric`` gets an
+    index on that result key (:meth:`Store.index_result_key`) for ``hypero status``."""
     with store.db.write() as c:
-        return int(c.execute(
+        sid = int(c.execute(
             sa.insert(sweep).returning(sweep.c.id),
             {"battery_id": battery_id, "version_id": version_id, "name": name, "spec": spec,
              "state": "enqueueing", "seed": seed, "trials": trials, "created_at": now()},
         ).scalar_one())
+    metric = spec.get("metric")
+    if isinstance(metric, Mapping) and isinstance(metric.get("name"), str):
+        store.index_result_key(metric["name"])
+    return sid
 
 
 def get_sweep(store: Store, sweep_id: int) -> dict[str, Any]:
