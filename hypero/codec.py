@@ -17,7 +17,7 @@ from typing import Any
 
 _SPECIAL = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _MARKERS = ('"NaN"', '"Infinity"', '"-Infinity"', '"$str"')
-_ESC = "$str"
+_ESC = ESCAPE = "$str"  # ESCAPE: a document holding this key is not merged by the database
 # a JSON string literal (skipped) or a number with a positive exponent, such as 1e+16
 _BIG = re.compile(r'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?e\+\d+)')
 

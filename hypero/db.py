@@ -17,6 +17,7 @@ import contextlib
 import os
 import random
 import sqlite3
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -113,7 +114,8 @@ class Database:
         self.schema = check_schema(schema)
         self.backend = backend_of(url)
         self._pid = os.getpid()
-        self._engine = self._make_engine()
+        self._engine: Engine | None = None  # made on first use: a trial's child may never
+        self._making = threading.Lock()      # touch the database, and an engine takes ms
 
     def __repr__(self) -> str:
         schema = f", schema={self.schema!r}" if self.backend == "postgresql" else ""
@@ -171,13 +173,18 @@ class Database:
     @property
     def engine(self) -> Engine:
         pid = os.getpid()
-        if pid != self._pid:  # forked: never reuse the parent's sockets
+        if self._engine is None:
+            with self._making:
+                if self._engine is None:
+                    self._engine, self._pid = self._make_engine(), pid
+        elif pid != self._pid:  # forked: never reuse the parent's sockets
             self._engine.dispose(close=False)
             self._pid = pid
         return self._engine
 
     def dispose(self) -> None:
-        self._engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
     # -- transactions ---------------------------------------------------------------------------
 

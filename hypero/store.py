@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from hypero.codec import ESCAPE
 from hypero.config import redact
 from hypero.db import Database, now
 from hypero.errors import Conflict, NotFound, StorageError
@@ -56,6 +57,9 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        #: statements a worker runs for every trial, built once (building one costs more than
+        #: running it)
+        self._built: dict[Any, Any] = {}
 
     def _insert(self, table: sa.Table) -> Any:
         mod = postgresql if self.db.backend == "postgresql" else sqlite
@@ -176,8 +180,7 @@ class Store:
     def experiment(self, hex_id: int) -> dict[str, Any]:
         """The experiment row as a dict; :class:`NotFound` for an unknown id."""
         with self.db.read() as c:
-            q = sa.select(experiment).where(experiment.c.id == hex_id)
-            row = c.execute(q).mappings().first()
+            row = c.execute(_EXPERIMENT, {"hid": hex_id}).mappings().first()
         if row is None:
             raise NotFound(f"no experiment with id {hex_id}")
         return dict(row)
@@ -282,12 +285,28 @@ class Store:
         self, c: Connection, kind: str, hex_id: int, values: Mapping[str, Any], mode: Mode
     ) -> None:
         table = DOCS[kind]
+        if mode != "strict" and self.db.backend == "postgresql" and ESCAPE not in values:
+            c.execute(self._merge_statement(kind, mode), {"hex_id": hex_id, "doc": dict(values)})
+            return
         old = c.execute(sa.select(table.c.doc).where(table.c.hex_id == hex_id)).scalar()
         doc = merge(kind, old or {}, values, mode)
         if old is None:
             c.execute(sa.insert(table).values(hex_id=hex_id, doc=doc))
         elif doc != old:
             c.execute(sa.update(table).where(table.c.hex_id == hex_id).values(doc=doc))
+
+    def _merge_statement(self, kind: str, mode: Mode) -> Any:
+        """PostgreSQL's merge of a document in one statement: jsonb ``||`` merges top-level
+        keys as :func:`merge` does (``keep``: the stored values win)."""
+        key = ("merge", kind, mode)
+        if key not in self._built:
+            table = DOCS[kind]
+            ins = postgresql.insert(table)
+            new, old = ins.excluded.doc, table.c.doc
+            merged = new.op("||")(old) if mode == "keep" else old.op("||")(new)
+            self._built[key] = ins.on_conflict_do_update(index_elements=[table.c.hex_id],
+                                                         set_={"doc": merged})
+        return self._built[key]
 
     def _upsert_metrics(
         self, c: Connection, hex_id: int, points: Sequence[tuple[str, float, float]]
@@ -298,17 +317,16 @@ class Store:
             {"hex_id": hex_id, "name": n, "step": s, "value": None if v != v else v}
             for (n, s), v in latest.items()
         ]
-        ins = self._insert(metric)
-        name: Any = metric.c.name
-        if self.db.backend == "postgresql":
-            name = sa.func.md5(metric.c.name)  # the unique index of migration 0002 (long names)
-        c.execute(
-            ins.on_conflict_do_update(
+        if "metrics" not in self._built:
+            ins = self._insert(metric)
+            name: Any = metric.c.name
+            if self.db.backend == "postgresql":
+                name = sa.func.md5(metric.c.name)  # migration 0002's unique index (long names)
+            self._built["metrics"] = ins.on_conflict_do_update(
                 index_elements=[metric.c.hex_id, name, metric.c.step],
                 set_={"value": ins.excluded.value},
-            ),
-            rows,
-        )
+            )
+        c.execute(self._built["metrics"], rows)
 
     def metrics(
         self, hex_ids: Sequence[int], names: Sequence[str] | None = None
@@ -328,3 +346,6 @@ class Store:
                     v = float("nan") if value is None else float(value)
                     out[int(hid)].setdefault(name, []).append((s, v))
         return out
+
+
+_EXPERIMENT = sa.select(experiment).where(experiment.c.id == sa.bindparam("hid"))

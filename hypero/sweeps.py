@@ -8,6 +8,7 @@ transaction and returns whether it changed anything (compare-and-set).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from hypero.config import redact
 from hypero.db import now
 from hypero.errors import NotFound
-from hypero.schema import FINAL_STATES, experiment, meta, result, sweep
+from hypero.schema import FINAL_STATES, experiment, meta, param, result, sweep
 from hypero.schema import metric as metric_t
 from hypero.store import Mode, Store
 
@@ -100,19 +101,36 @@ def trial_ids(store: Store, sweep_id: int, states: Sequence[str] | None = None) 
 
 def claim(store: Store, hex_id: int, worker: str, lease: float) -> int | None:
     """``queued`` → ``running`` with attempt + 1; the new attempt, or None if not claimable."""
+    got = take(store, hex_id, worker, lease)
+    return None if got is None else int(got[0]["attempt"])
+
+
+def take(
+    store: Store, hex_id: int, worker: str, lease: float
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """:func:`claim`, returning the claimed row (its ``attempt`` the new one) and the trial's
+    params, read in the same transaction; None if not claimable."""
     t = now()
-    q = (
-        sa.update(experiment)
-        .where(experiment.c.id == hex_id, experiment.c.state == "queued",
-               experiment.c.cancel_requested.is_(False))
-        .values(state="running", attempt=experiment.c.attempt + 1, worker=worker,
-                started_at=t, heartbeat_at=t, lease_until=t + timedelta(seconds=lease),
-                error=None)
-        .returning(experiment.c.attempt)
-    )
+    values = {"hid": hex_id, "who": worker, "t": t, "until": t + timedelta(seconds=lease)}
     with store.db.write() as c:
-        got = c.execute(q).scalar()
-    return None if got is None else int(got)
+        row = c.execute(_TAKE, values).mappings().first()
+        if row is None:
+            return None
+        params = c.execute(_PARAMS, values).scalar()
+    return dict(row), params or {}
+
+
+# built once: a worker runs these for every trial
+_TAKE = (
+    sa.update(experiment)
+    .where(experiment.c.id == sa.bindparam("hid"), experiment.c.state == "queued",
+           experiment.c.cancel_requested.is_(False))
+    .values(state="running", attempt=experiment.c.attempt + 1, worker=sa.bindparam("who"),
+            started_at=sa.bindparam("t"), heartbeat_at=sa.bindparam("t"),
+            lease_until=sa.bindparam("until"), error=None)
+    .returning(*experiment.c)
+)
+_PARAMS = sa.select(param.c.doc).where(param.c.hex_id == sa.bindparam("hid"))
 
 
 def heartbeat(store: Store, hex_id: int, attempt: int, lease: float) -> tuple[bool, bool]:
@@ -141,22 +159,39 @@ def finish(
     ``state`` may be ``queued`` (run it again). False if another attempt owns the trial.
     ``error`` is stored with any password in it redacted (a trial's message may quote a URL).
     """
+    final = state in FINAL_STATES
+    q = _finish_statement(failed_attempt, final)
+    values = {"hid": hex_id, "att": attempt, "st": state, "t": now() if final else None,
+              "err": None if error is None else redact(error)}
     with store.db.write() as c:
-        if not store._fenced(c, hex_id, attempt):
+        if c.execute(q, values).first() is None:
+            store._fenced(c, hex_id, attempt)  # NotFound for an unknown id
             return False
         for kind, (doc, mode) in (docs or {}).items():
             if doc:
                 store._merge_doc(c, kind, hex_id, doc, mode)
         if metrics:
             store._upsert_metrics(c, hex_id, metrics)
-        values: dict[str, Any] = {"state": state, "lease_until": None,
-                                  "error": None if error is None else redact(error)}
-        if failed_attempt:
-            values["failures"] = experiment.c.failures + 1
-        if state in FINAL_STATES:
-            values["finished_at"] = now()
-        c.execute(sa.update(experiment).where(experiment.c.id == hex_id).values(**values))
     return True
+
+
+@functools.cache
+def _finish_statement(failed_attempt: bool, final: bool) -> Any:
+    """The fence and the row lock of :func:`finish` in one statement (built once per kind of
+    end): the documents follow in its transaction."""
+    values: dict[str, Any] = {"state": sa.bindparam("st"), "lease_until": None,
+                              "error": sa.bindparam("err")}
+    if failed_attempt:
+        values["failures"] = experiment.c.failures + 1
+    if final:
+        values["finished_at"] = sa.bindparam("t")
+    return (
+        sa.update(experiment)
+        .where(experiment.c.id == sa.bindparam("hid"),
+               experiment.c.attempt == sa.bindparam("att"), experiment.c.state == "running")
+        .values(**values)
+        .returning(experiment.c.id)
+    )
 
 
 def expired(store: Store, limit: int = 100) -> list[tuple[int, int, int]]:
