@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from hypero.runner import Outcome, Supervisor, TrialConfig
 
 
+EOF_GRACE = 2.0  # seconds to drain the pipe after the child exited
 WRITE_EVERY = 1.0  # seconds between writes of a running trial's relayed values
 GATE_WAIT = 30.0  # seconds a trial waits at a bracket for the supervisor's verdict, at most
 
@@ -95,10 +97,10 @@ class _Forked:
 
     def __init__(
         self, sup: Supervisor, row: Mapping[str, Any], params: Mapping[str, Any], attempt: int,
-        cfg: TrialConfig, gpus: list[str], fn: Callable[..., Any],
+        cfg: TrialConfig, gpus: list[str], load: Callable[[], Callable[..., Any]],
     ) -> None:
         self.sup, self.row, self.params, self.attempt = sup, row, params, attempt
-        self.cfg, self.gpus, self.fn = cfg, gpus, fn
+        self.cfg, self.gpus, self.load = cfg, gpus, load
         self.judge = _adaptive.judge(cfg)
         self.pruned: dict[str, Any] | None = None
 
@@ -116,9 +118,16 @@ class _Forked:
         watch = _Watch(self.sup.store, int(self.row["id"]), self.attempt, self.cfg)
         buf, verdict, end = b"", None, None
         written = time.monotonic()
+        status, exited = 0, 0.0
         try:
             while True:
+                if pid == 0 and time.monotonic() - exited > EOF_GRACE:
+                    break  # the child is gone; something it started still holds the pipe
                 ready, _, _ = select.select([r], [], [], min(0.5, watch.next_due() + 0.01))
+                if not ready and pid:
+                    got, st = os.waitpid(pid, os.WNOHANG)
+                    if got:
+                        status, pid, exited = st, 0, time.monotonic()
                 if ready:
                     chunk = os.read(r, 1 << 16)
                     if not chunk:
@@ -138,10 +147,14 @@ class _Forked:
                 if verdict is not None and pid:
                     stop[0] = 1
                     _stop_process(pid)
-                    pid = 0
+                    pid, exited = 0, time.monotonic()
         finally:
             os.close(r)
-        status = 0 if pid == 0 else os.waitpid(pid, 0)[1]
+            if pid:  # leaving on an error: the child must not outlive its supervision
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        if pid:
+            status = os.waitpid(pid, 0)[1]
         return self._outcome(out, verdict, watch.reason, end, status)
 
     def _write(self, out: Outcome, watch: Any) -> str | None:
@@ -175,7 +188,10 @@ class _Forked:
         for kind, (values, mode) in (msg.get("docs") or {}).items():
             old, _ = out.docs.get(kind, ({}, mode))
             merged = {**values, **old} if mode == "keep" else {**old, **values}
-            out.docs[kind] = (merged, "keep" if kind == "param" else "update")
+            # the child knows every stored param (they were loaded before the fork), so its
+            # sampled values equal what is stored: writing all as "update" lets an explicit
+            # set_param(update=True) in the trial win, as it does stand-alone
+            out.docs[kind] = (merged, "update")
         points = [(str(n), float(s), float(v)) for n, s, v in msg.get("points", [])]
         out.points.extend(points)
         if self.judge is not None:
@@ -205,6 +221,7 @@ class _Forked:
         return out
 
     def _child(self, fd: int, stop: mmap.mmap) -> int:  # pragma: no cover (child)
+        os.setsid()  # its own process group: stopping the trial stops what it started too
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         from hypero.runner import _has_slots
@@ -222,7 +239,7 @@ class _Forked:
             hex = Experiment(conn, row, self.params, attempt=self.attempt, seed=seed)
             _current.set_current(hex)
             try:
-                result = self.fn(hex)
+                result = self.load()(hex)
                 hex.flush()
                 if result is not None and not isinstance(result, Mapping):
                     raise TypeError(

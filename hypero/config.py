@@ -22,8 +22,10 @@ DEFAULT_CHECKPOINTS = "hypero-checkpoints"
 DEFAULT_VISIBILITY_TIMEOUT = 30 * 24 * 3600.0
 
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_SECRET_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
-_KV_SECRET_RE = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
+# the password runs to the LAST "@" before the host (a raw "@" in a password is common)
+_SECRET_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^/\s]*)(?P<at>@)")
+# password=, sslpassword=, PGPASSWORD=… in libpq key=value strings and environments
+_KV_SECRET_RE = re.compile(r"(?P<head>\b\w*password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\S+)", re.I)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,11 @@ class Settings:
     checkpoints: Path = field(default_factory=lambda: Path(DEFAULT_CHECKPOINTS))
     spool: Path | None = None
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+
+    def __repr__(self) -> str:  # never a password, wherever a Settings is printed or logged
+        return (f"Settings(db={redact(self.db)!r}, schema={self.schema!r}, "
+                f"broker={None if self.broker is None else redact(self.broker)!r}, "
+                f"checkpoints={str(self.checkpoints)!r})")
 
 
 def from_env(

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from hypero import codec
 from hypero import distributions as d
 from hypero.errors import Pruned
 from hypero.store import Mode
@@ -138,10 +139,12 @@ class Experiment:
         self, name: str, choices: Sequence[Any], probs: Sequence[float] | None = None
     ) -> Any:
         """One of ``choices``; ``probs`` are weights, normalised (one per choice, >= 0)."""
+        _storable(name, choices)
         return self._sample(name, d.Categorical(choices, probs, param=name))
 
     def hyper_param(self, name: str, value: Any) -> Any:
         """Record a value chosen elsewhere (a command-line option); the first one is kept."""
+        _storable(name, value)
         return self._sample(name, d.Constant(value, param=name))
 
     # -- recording ------------------------------------------------------------------------------
@@ -258,10 +261,13 @@ class Experiment:
             raise
 
     def close(self, error: BaseException | None = None) -> None:
-        """Flush; a hex not run by a worker is then ``completed`` (``failed`` with ``error``)."""
+        """Flush; a hex made outside a sweep is then ``completed`` (``failed`` with ``error``).
+
+        A sweep's trial is left as it is: the worker that runs it decides how it ends.
+        """
         self.flush()
-        if self._token is not None:
-            return  # the worker that owns the attempt decides its final state
+        if self._token is not None or self.sweep_id is not None:
+            return
         if error is None:
             self._conn.store.set_state(self.id, "completed", expect=("running",))
         else:
@@ -276,3 +282,11 @@ class Experiment:
     ) -> None:
         self.close(ev)
 
+
+
+def _storable(name: str, value: Any) -> None:
+    """``ValueError`` naming the parameter for a value that cannot be stored as JSON."""
+    try:
+        codec.dumps(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: the value cannot be stored ({e})") from None

@@ -20,14 +20,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from hypero import codec, sweeps
-from hypero.config import Settings
-from hypero.errors import HyperoError, StorageError
-from hypero.spool import Spool
+from hypero.config import Settings, redact
+from hypero.errors import ConfigError, HyperoError, StorageError
+from hypero.spec import load_trial
+from hypero.spool import Spool, for_store
 from hypero.store import Store
 
 T = TypeVar("T")
@@ -113,8 +115,7 @@ class Supervisor:
         self.settings = settings
         self.worker = worker
         self._configs: dict[int, TrialConfig] = {}
-        self._functions: dict[tuple[str, str], Callable[..., Any]] = {}
-        self.spool = Spool(settings.spool)
+        self.spool = Spool(for_store(settings.spool, settings.db, settings.schema))
 
     def replay_spool(self) -> int:
         """Write what a worker left in the spool (fenced); how many records were taken."""
@@ -123,7 +124,10 @@ class Supervisor:
             try:
                 sweeps.finish(self.store, **_finish_args(rec))
             except StorageError:
+                self.spool.release(path)
                 return n
+            except HyperoError as e:  # e.g. the trial was deleted: nothing to write it into
+                log.warning("hypero: dropping spooled record %s: %s", path.name, e)
             self.spool.drop(path)
             n += 1
         return n
@@ -154,13 +158,6 @@ class Supervisor:
             cfg = TrialConfig.from_spec(row["spec"])
             self._configs[sweep_id] = replace(cfg, seed=int(row["seed"]))
         return self._configs[sweep_id]
-
-    def function(self, ref: tuple[str, str]) -> Callable[..., Any]:
-        if ref not in self._functions:
-            from hypero.spec import load_trial
-
-            self._functions[ref] = load_trial(ref)
-        return self._functions[ref]
 
     def run(self, hex_id: int, gpus: list[str], republish: Republish) -> str:
         """Run trial ``hex_id`` to an end of this delivery; returns what happened."""
@@ -234,33 +231,51 @@ class Supervisor:
         done = self._finish({
             "hex_id": hex_id, "attempt": attempt, "state": state,
             "docs": {k: list(v) for k, v in out.docs.items()}, "points": out.points,
-            "error": error, "failed_attempt": failed,
+            "error": None if error is None else redact(error), "failed_attempt": failed,
         }, most=every)
         if not done:  # the end of an attempt that another attempt replaced meanwhile
             log.warning("hypero: trial %s attempt %s is stale: its end (%s) was refused",
                         hex_id, attempt, out.kind)
             out.kind = "fenced"
         if done and state == "queued" and not again:
-            republish(hex_id)
-        if done and state == "completed":
-            from hypero._adaptive import after_completed
-
             try:
-                sweep_id = int(self.store.experiment(hex_id)["sweep_id"])
-                after_completed(self.store, cfg, hex_id, sweep_id)
-            except HyperoError as e:
-                log.warning("hypero: metric.target check of trial %s: %s", hex_id, e)
+                republish(hex_id)
+            except Exception as e:
+                log.warning("hypero: re-publishing trial %s failed: %s", hex_id, redact(str(e)))
+        if done and state != "queued":
+            self._after_final(hex_id, state, cfg)
         return done and again
 
+    def _after_final(self, hex_id: int, state: str, cfg: TrialConfig) -> None:
+        """``metric.target``, and the sweep is ``done`` once its last trial is final."""
+        from hypero._adaptive import after_completed
+
+        try:
+            sweep_id = int(self.store.experiment(hex_id)["sweep_id"])
+            if state == "completed":
+                after_completed(self.store, cfg, hex_id, sweep_id)
+            sweeps.close_if_finished(self.store, sweep_id)
+        except HyperoError as e:
+            log.warning("hypero: after trial %s: %s", hex_id, e)
+
     def _attempt(self, hex_id: int, attempt: int, cfg: TrialConfig, gpus: list[str]) -> Outcome:
-        if cfg.program is not None:
-            return self._program(hex_id, attempt, cfg, gpus)
-        assert cfg.trial_ref is not None
-        fn = self.function(cfg.trial_ref)
-        # patiently: an outage must not turn a claimed attempt into a lost one
-        params = patiently(lambda: self.store.docs("param", [hex_id]), most=_every(cfg))
-        row = patiently(lambda: self.store.experiment(hex_id), most=_every(cfg))
-        return _Forked(self, row, params.get(hex_id, {}), attempt, cfg, gpus, fn).run()
+        try:
+            if cfg.program is not None:
+                return self._program(hex_id, attempt, cfg, gpus)
+            ref = cfg.trial_ref
+            if ref is None:
+                raise ConfigError("the sweep names neither a trial nor a program")
+            # patiently: an outage must not turn a claimed attempt into a lost one
+            params = patiently(lambda: self.store.docs("param", [hex_id]), most=_every(cfg))
+            row = patiently(lambda: self.store.experiment(hex_id), most=_every(cfg))
+            # the trial's module is imported in the trial's own process, never in the worker:
+            # its errors are the trial's, and a new version of the code is picked up
+            return _Forked(self, row, params.get(hex_id, {}), attempt, cfg, gpus,
+                           lambda: load_trial(ref)).run()
+        except StorageError:
+            raise  # the database stayed away: the lease brings the trial back
+        except Exception as e:
+            return Outcome("error", redact("".join(traceback.format_exception(e)).rstrip()))
 
     # -- program: trials ------------------------------------------------------------------------
 
@@ -275,7 +290,7 @@ class Supervisor:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(argv, env=env, cwd=os.path.dirname(cfg.program or ".") or None,
-                                    stderr=err)
+                                    stderr=err, start_new_session=True)
             watch = _Watch(self.store, hex_id, attempt, cfg)
             judge = _program_judge(self.store, cfg, hex_id)
             while proc.poll() is None:
@@ -290,6 +305,7 @@ class Supervisor:
                 time.sleep(min(0.2, watch.next_due()))
             err.seek(0)
             tail = err.read()[-8000:].decode(errors="replace")
+        tail = redact(tail)
         sys.stderr.write(tail)
         code = proc.returncode
         if code == 0:
@@ -323,7 +339,8 @@ class _Watch:
         self.due = t + self.every
         try:
             ours, cancel = sweeps.heartbeat(self.store, self.hex_id, self.attempt, self.cfg.lease)
-        except Exception:  # database unreachable: keep running, the lease covers short outages
+        except StorageError as e:  # database unreachable: run on, the lease covers short outages
+            log.warning("hypero: heartbeat of trial %s failed: %s", self.hex_id, e)
             return None
         if not ours:
             self.reason = "another attempt owns this trial"
@@ -341,10 +358,18 @@ def _program_judge(store: Store, cfg: TrialConfig, hex_id: int) -> Any:
     return None if j is None else ProgramJudge(store, j, store.experiment(hex_id))
 
 
-def _stop_process(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
-    """SIGTERM, then SIGKILL after the grace period; reaps the process."""
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the process group a trial leads (the process alone if it has none yet)."""
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        os.kill(pid, sig)
+
+
+def _stop_process(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM to the trial's process group, then SIGKILL after the grace period; reaps it."""
+    try:
+        _signal_group(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + GRACE
@@ -354,7 +379,7 @@ def _stop_process(pid: int, proc: subprocess.Popen[bytes] | None = None) -> None
             return
         time.sleep(0.05)
     try:
-        os.kill(pid, signal.SIGKILL)
+        _signal_group(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
     if proc is not None:

@@ -8,6 +8,8 @@ record that was already written, or was overtaken by a newer attempt, changes no
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -23,11 +25,19 @@ def default_dir() -> Path:
     return Path(base) / "hypero" / "spool"
 
 
+def for_store(root: Path | None, db: str, schema: str) -> Path:
+    """One spool directory per store, so that a record is never replayed into another one."""
+    key = hashlib.sha256(f"{db}|{schema}".encode()).hexdigest()[:16]
+    return (root if root is not None else default_dir()) / key
+
+
 class Spool:
-    """A directory of pending records."""
+    """A directory of pending records. The process that writes a record holds a lock on it
+    until the record is taken, so another process replays only what a dead one left."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else default_dir()
+        self._held: dict[Path, int] = {}
 
     def put(self, name: str, record: dict[str, Any]) -> Path:
         """Write ``record`` durably as ``name``.json; its path."""
@@ -39,6 +49,9 @@ class Spool:
             os.fsync(fh.fileno())
         final = self.path / f"{name}.json"
         os.replace(tmp, final)
+        lock = os.open(final, os.O_RDONLY)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        self._held[final] = lock
         dfd = os.open(self.path, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -47,7 +60,14 @@ class Spool:
         return final
 
     def drop(self, path: Path) -> None:
+        """The record was taken: delete it and let go of its lock."""
         path.unlink(missing_ok=True)
+        self.release(path)
+
+    def release(self, path: Path) -> None:
+        lock = self._held.pop(path, None)
+        if lock is not None:
+            os.close(lock)
 
     def pending(self) -> Iterator[tuple[Path, dict[str, Any]]]:
         """Records left on disk, oldest first (unreadable ones are skipped, not deleted)."""
@@ -55,6 +75,18 @@ class Spool:
             return
         for p in sorted(self.path.glob("*.json"), key=lambda q: q.stat().st_mtime):
             try:
-                yield p, codec.loads(p.read_text())
+                lock = os.open(p, os.O_RDONLY)
+            except OSError:
+                continue  # taken meanwhile
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock)
+                continue  # its writer is alive and still retrying
+            self._held[p] = lock
+            try:
+                rec = codec.loads(p.read_text())
             except (OSError, ValueError):
+                self.release(p)
                 continue
+            yield p, rec

@@ -377,3 +377,19 @@ def stop_new_trials(store: Store, sweep_id: int, reason: str) -> int:
             .where(experiment.c.sweep_id == sweep_id, experiment.c.state == "queued")
             .values(state="cancelled", finished_at=now(), cancel_requested=True, error=reason)
         ).rowcount)
+
+
+def close_if_finished(store: Store, sweep_id: int) -> bool:
+    """A running sweep whose every trial is final becomes ``done``; whether it did."""
+    live = (
+        sa.select(experiment.c.id)
+        .where(experiment.c.sweep_id == sweep_id, experiment.c.state.in_(["queued", "running"]))
+        .exists()
+    )
+    q = (
+        sa.update(sweep)
+        .where(sweep.c.id == sweep_id, sweep.c.state == "running", ~live)
+        .values(state="done", finished_at=now())
+    )
+    with store.db.write() as c:
+        return bool(c.execute(q).rowcount)

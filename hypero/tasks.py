@@ -166,11 +166,13 @@ def keep_leases(celery: Celery, stop: threading.Event, every: float = 5.0) -> No
     from hypero.runner import TrialConfig
 
     settings = config.from_env()
-    conn = connect(settings.db, schema=settings.schema)
+    conn = None
     cache: dict[int, TrialConfig] = {}
     last_reconcile = time.monotonic()
     while not stop.wait(every):
         try:
+            if conn is None:  # the database may be away when the worker starts
+                conn = connect(settings.db, schema=settings.schema)
             if time.monotonic() - last_reconcile > RECONCILE_EVERY:
                 last_reconcile = time.monotonic()
                 reconcile(celery, conn.store)
@@ -185,6 +187,8 @@ def keep_leases(celery: Celery, stop: threading.Event, every: float = 5.0) -> No
                 if state:
                     log.warning("hypero: trial %s lost its lease (attempt %s): %s",
                                 hid, attempt, state)
+                if state == "failed":
+                    sweeps.close_if_finished(conn.store, sweep_id)
         except Exception as e:
             log.warning("hypero: lease keeper: %s", config.redact(str(e)))
             time.sleep(every)
