@@ -37,10 +37,16 @@ class Battery:
         return self.version_id
 
     def version_id_of(self, ref: VersionRef) -> int:
-        """The id of a version given by id or description (:class:`NotFound` if unknown)."""
-        for vid, desc in self._conn.store.versions(self.id):
+        """The id of a version given by id or description (:class:`NotFound` if unknown).
+
+        A string is a description first; one of digits that names none is taken as an id.
+        """
+        versions = self._conn.store.versions(self.id)
+        for vid, desc in versions:
             if (isinstance(ref, int) and vid == ref) or (isinstance(ref, str) and desc == ref):
                 return vid
+        if isinstance(ref, str) and ref.isdigit() and any(v == int(ref) for v, _ in versions):
+            return int(ref)
         raise NotFound(f"battery {self.name!r} has no version {ref!r}")
 
     def versions(self, min_version: VersionRef | None = None) -> list[int]:

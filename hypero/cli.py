@@ -117,7 +117,7 @@ def export_cmd(
         raise ConfigError(f"--output: {output} must end in .csv, .json or .parquet")
     with ctx.connect() as conn:
         bat = _battery(conn, battery)
-        ver: int | str | None = int(version) if version and version.isdigit() else version
+        ver: int | str | None = version  # a description, else an id (see version_id_of)
         selection = (ver, min_version, _names(params), _names(metas), _names(results), order_by,
                      not desc)
         if output is None:
@@ -173,7 +173,7 @@ def top_cmd(
         if by is None:
             raise ConfigError("--by: the battery has no sweep metric; name a result to rank by")
         goal = goal or (metric[1] if metric and metric[0] == by else "maximize")
-        ver: int | str | None = int(version) if version and version.isdigit() else version
+        ver: int | str | None = version  # a description, else an id (see version_id_of)
         rows, cols = bat.export_table(  # a sweep's trials: completed, pruned, ...
             ver, params="*", results=[by], metas=["hypero.state"] if metric else None,
             order_by=f"result:{by}", ascending=goal == "minimize",
@@ -192,10 +192,6 @@ def _sweep_metric(conn: hypero.Connection, bat: hypero.Battery) -> tuple[str, st
     from hypero.sweeps import latest_metric
 
     return latest_metric(conn.store, bat.id)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
 
 
 # -- sweeps ---------------------------------------------------------------------------------------

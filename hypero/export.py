@@ -117,7 +117,8 @@ def write(rows: list[list[Any]], columns: list[str], path: Path | None, out: Any
     """Write the table to ``path`` (.csv, .json or .parquet) or as CSV to ``out``."""
     suffix = path.suffix.lower() if path is not None else ".csv"
     if suffix == ".json":
-        text = json.dumps([dict(zip(columns, r, strict=True)) for r in rows], allow_nan=True)
+        # strict JSON: NaN and infinities as "NaN"/"Infinity"/"-Infinity", as in the database
+        text = codec.dumps([dict(zip(columns, r, strict=True)) for r in rows])
         Path(path).write_text(text + "\n")  # type: ignore[arg-type]
     elif suffix == ".parquet":
         _write_parquet(rows, columns, path)  # type: ignore[arg-type]

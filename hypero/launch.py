@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from rich.table import Table
 
 from hypero import config, dispatcher, search, sweeps
 from hypero.connection import Connection, connect
-from hypero.errors import ConfigError, NotFound, SpecError
+from hypero.errors import ConfigError, HyperoError, NotFound, SpecError
 from hypero.monitor import SweepStatus, add_broker, statuses, sweep_status
 from hypero.spec import Spec
 
@@ -84,6 +86,7 @@ def run(settings: config.Settings, spec: Spec, out: Console, *, workers: int | N
         raise ConfigError("--detach needs a broker (--broker or HYPERO_BROKER): the embedded "
                           "one stops with this command")
     conn = connect(settings.db, schema=settings.schema)
+    watch: Callable[[], None] | None = None
     with contextlib.ExitStack() as stack:
         stack.callback(conn.close)
         if not settings.broker:
@@ -93,6 +96,7 @@ def run(settings: config.Settings, spec: Spec, out: Console, *, workers: int | N
             settings = replace(settings, broker=stack.enter_context(embedded()))
             proc, log = _local_workers(settings, workers or os.cpu_count() or 1, spec.queue, tmp)
             stack.callback(_stop_workers, proc, log)
+            watch = functools.partial(_workers_died, proc, tmp / "worker.log")
         celery = configure(app, settings, spec.queue)
         if resume:
             sid = _find_unfinished(conn, spec)
@@ -105,11 +109,20 @@ def run(settings: config.Settings, spec: Spec, out: Console, *, workers: int | N
                       f"on queue {spec.queue!r}")
         if detach:
             return 0
-        return attach(conn, sid, celery, out)
+        return attach(conn, sid, celery, out, watch)
 
 
-def attach(conn: Connection, sid: int, celery: Any, out: Console) -> int:
-    """Show the sweep's progress until every trial is final; 0 if all completed, else 1."""
+def _workers_died(proc: subprocess.Popen[bytes], log: Path) -> None:
+    if proc.poll() is not None:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        raise HyperoError(f"the local workers stopped (exit status {proc.returncode})"
+                          + (f": {tail[0]}" if tail else ""))
+
+
+def attach(conn: Connection, sid: int, celery: Any, out: Console,
+           watch: Callable[[], None] | None = None) -> int:
+    """Show the sweep's progress until every trial is final; 0 if all completed, else 1.
+    ``watch`` raises if what runs the trials (the embedded workers) is gone."""
     last_reconcile = time.monotonic()
     with Live(console=out, refresh_per_second=4, transient=False) as live:
         while True:
@@ -117,6 +130,8 @@ def attach(conn: Connection, sid: int, celery: Any, out: Console) -> int:
             live.update(_progress(st))
             if st.finished >= st.total:
                 break
+            if watch is not None:
+                watch()
             if time.monotonic() - last_reconcile > RECONCILE_EVERY:
                 last_reconcile = time.monotonic()
                 with contextlib.suppress(Exception):

@@ -10,7 +10,6 @@ cannot take the worker down. A ``program:`` trial runs as a subprocess that writ
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -23,9 +22,10 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
-from hypero import codec, sweeps
+from hypero import command, sweeps
 from hypero.config import Settings, redact
 from hypero.errors import ConfigError, HyperoError, StorageError
 from hypero.spec import load_trial
@@ -282,13 +282,15 @@ class Supervisor:
     def _program(self, hex_id: int, attempt: int, cfg: TrialConfig, gpus: list[str]) -> Outcome:
         params = patiently(lambda: self.store.docs("param", [hex_id]),
                            most=_every(cfg)).get(hex_id, {})
-        argv = build_command(cfg, params)
         env = dict(os.environ)
         env.update(HYPERO_DB=self.settings.db, HYPERO_SCHEMA=self.settings.schema,
                    HYPERO_HEX_ID=str(hex_id), HYPERO_ATTEMPT=str(attempt))
         if gpus is not None and _has_slots():
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        with tempfile.TemporaryFile() as err:
+        names = [k for k in cfg.declared if k in params] or list(params)
+        with tempfile.TemporaryDirectory(prefix="hypero-trial-") as work, \
+                tempfile.TemporaryFile() as err:
+            argv = command.build(cfg.command, cfg.program, params, names, Path(work), env)
             proc = subprocess.Popen(argv, env=env, cwd=os.path.dirname(cfg.program or ".") or None,
                                     stderr=err, start_new_session=True)
             watch = _Watch(self.store, hex_id, attempt, cfg)
@@ -422,46 +424,6 @@ def _has_slots() -> bool:
     from hypero.gpus import worker_slots
 
     return bool(worker_slots())
-
-
-def format_arg(value: Any) -> str:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return str(value)
-    return json.dumps(value)
-
-
-def build_command(cfg: TrialConfig, params: Mapping[str, Any]) -> list[str]:
-    """The W&B command line of a ``program:`` trial, macros expanded."""
-    declared = [k for k in cfg.declared if k in params] or list(params)
-    args = [f"--{k}={format_arg(params[k])}" for k in declared]
-    out: list[str] = []
-    for part in cfg.command or ["${env}", "${interpreter}", "${program}", "${args}"]:
-        if part == "${env}":
-            out.append("/usr/bin/env")
-        elif part == "${interpreter}":
-            out.append(sys.executable)
-        elif part == "${program}":
-            out.append(str(cfg.program))
-        elif part == "${args}":
-            out.extend(args)
-        elif part == "${args_no_hyphens}":
-            out.extend(f"{k}={format_arg(params[k])}" for k in declared)
-        elif part == "${args_json}":
-            out.append(codec.dumps({k: params[k] for k in declared}))
-        elif part == "${args_json_file}":
-            out.append(_json_file({k: params[k] for k in declared}))
-        else:
-            out.append(part)
-    return out
-
-
-def _json_file(doc: Mapping[str, Any]) -> str:
-    import tempfile
-
-    fd, path = tempfile.mkstemp(prefix="hypero-args-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(codec.dumps(doc))
-    return path
 
 
 from hypero._forked import _Forked  # noqa: E402  (the fork half lives in its own module)

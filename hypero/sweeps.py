@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from hypero.config import redact
-from hypero.db import now
+from hypero.db import as_utc, now
 from hypero.errors import NotFound
 from hypero.schema import FINAL_STATES, experiment, meta, param, result, sweep
 from hypero.schema import metric as metric_t
@@ -192,6 +192,13 @@ def _finish_statement(failed_attempt: bool, final: bool) -> Any:
         .values(**values)
         .returning(experiment.c.id)
     )
+
+
+def next_expiry(store: Store) -> datetime | None:
+    """When the first lease of a running trial runs out (None: nothing runs)."""
+    q = sa.select(sa.func.min(experiment.c.lease_until)).where(experiment.c.state == "running")
+    with store.db.read() as c:
+        return as_utc(c.execute(q).scalar())
 
 
 def expired(store: Store, limit: int = 100) -> list[tuple[int, int, int]]:

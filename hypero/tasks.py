@@ -19,6 +19,7 @@ from celery import Celery, signals
 from celery.exceptions import Reject
 
 from hypero import config, gpus, sweeps
+from hypero.db import now
 from hypero.errors import ConfigError, StorageError
 
 log = logging.getLogger("hypero.worker")
@@ -161,7 +162,11 @@ def run_trial(hex_id: int) -> str:
 
 
 def keep_leases(celery: Celery, stop: threading.Event, every: float = 5.0) -> None:
-    """Re-queue (or fail, past max_attempts) running trials whose lease ran out, forever."""
+    """Re-queue (or fail, past max_attempts) running trials whose lease ran out, forever.
+
+    It looks every ``every`` seconds, and sooner when a running trial's lease runs out
+    before that, so that a short lease is not outlasted by the wait.
+    """
     from hypero.connection import connect
     from hypero.runner import TrialConfig
 
@@ -169,7 +174,9 @@ def keep_leases(celery: Celery, stop: threading.Event, every: float = 5.0) -> No
     conn = None
     cache: dict[int, TrialConfig] = {}
     last_reconcile = time.monotonic()
-    while not stop.wait(every):
+    wait = every
+    while not stop.wait(wait):
+        wait = every
         try:
             if conn is None:  # the database may be away when the worker starts
                 conn = connect(settings.db, schema=settings.schema)
@@ -189,6 +196,9 @@ def keep_leases(celery: Celery, stop: threading.Event, every: float = 5.0) -> No
                                 hid, attempt, state)
                 if state == "failed":
                     sweeps.close_if_finished(conn.store, sweep_id)
+            first = sweeps.next_expiry(conn.store)
+            if first is not None:
+                wait = min(every, max(0.1, (first - now()).total_seconds() + 0.05))
         except Exception as e:
             log.warning("hypero: lease keeper: %s", config.redact(str(e)))
             time.sleep(every)

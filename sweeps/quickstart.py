@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# imported once per worker process, not once per trial
+# imported in each trial's own process (the worker never imports trial code)
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.linear_model import SGDClassifier

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import hypero
 from hypero import sweeps
+from hypero.db import now
 
 
 def _queued(conn: hypero.Connection, params: list[dict[str, object]]) -> list[int]:
@@ -46,3 +48,17 @@ def test_finish_is_fenced_by_the_attempt_and_merges_documents(conn: hypero.Conne
     result = conn.store.docs("result", [hid])[hid]
     assert math.isnan(result["v"]) and result["w"] == 1
     assert conn.store.metrics([hid])[hid] == {"loss": [(0, 0.25)]}
+
+
+def test_next_expiry_is_the_first_running_lease(conn: hypero.Connection) -> None:
+    a, b, _ = _queued(conn, [{}, {}, {}])
+    assert sweeps.next_expiry(conn.store) is None
+    t = now()
+    sweeps.claim(conn.store, a, "w", 60)
+    sweeps.claim(conn.store, b, "w", 5)
+    first = sweeps.next_expiry(conn.store)
+    assert first is not None
+    assert t + timedelta(seconds=4) < first < now() + timedelta(seconds=6)
+    sweeps.finish(conn.store, b, 1, "completed")
+    later = sweeps.next_expiry(conn.store)
+    assert later is not None and later > first + timedelta(seconds=50)
