@@ -186,6 +186,9 @@ class _Forked:
 
     def _relay(self, msg: dict[str, Any], out: Outcome) -> dict[str, Any] | None:
         for kind, (values, mode) in (msg.get("docs") or {}).items():
+            if kind == "param":  # sampled values of stored params change nothing: not sent on
+                values = {k: v for k, v in values.items()
+                          if k not in self.params or self.params[k] != v}
             old, _ = out.docs.get(kind, ({}, mode))
             merged = {**values, **old} if mode == "keep" else {**old, **values}
             # the child knows every stored param (they were loaded before the fork), so its

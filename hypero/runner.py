@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hypero import command, sweeps
+from hypero._trial import load_trial  # not hypero.spec: no pydantic in a worker
 from hypero.config import Settings, redact
 from hypero.errors import ConfigError, HyperoError, StorageError
-from hypero.spec import load_trial
 from hypero.spool import Spool, for_store
 from hypero.store import Store
 
@@ -159,25 +159,33 @@ class Supervisor:
             self._configs[sweep_id] = replace(cfg, seed=int(row["seed"]))
         return self._configs[sweep_id]
 
-    def run(self, hex_id: int, gpus: list[str], republish: Republish) -> str:
-        """Run trial ``hex_id`` to an end of this delivery; returns what happened."""
-        row = patiently(lambda: self.store.experiment(hex_id))
+    def run(self, hex_id: int, gpus: list[str], republish: Republish,
+            row: Mapping[str, Any] | None = None) -> str:
+        """Run trial ``hex_id`` to an end of this delivery; returns what happened. ``row``:
+        its experiment row, if the caller has just read it."""
+        if row is None:
+            row = patiently(lambda: self.store.experiment(hex_id))
         if row["sweep_id"] is None:
             return "not a sweep trial"
         cfg = self.config(int(row["sweep_id"]))
         while True:
-            attempt = patiently(
-                lambda: sweeps.claim(self.store, hex_id, self.worker, cfg.lease))
-            if attempt is None:
+            taken = patiently(lambda: sweeps.take(self.store, hex_id, self.worker, cfg.lease))
+            if taken is None:
                 return "skipped"  # duplicate delivery, finished or cancelled: nothing to do
+            row = taken[0]
+            params: Mapping[str, Any] | None = taken[1]
+            attempt = int(row["attempt"])
             meta = worker_meta(self.worker, attempt, gpus, os.getpid())
-            out = self._assign(row, attempt, cfg) if cfg.method == "bayes" else None
+            out = None
+            if cfg.method == "bayes":
+                out = self._assign(row, attempt, cfg)
+                params = None  # suggested just now: read them again
             if out is None:
-                out = self._attempt(hex_id, attempt, cfg, gpus)
+                out = self._attempt(row, params, attempt, cfg, gpus)
             meta["hypero.end"] = time.time()
             mine, _ = out.docs.get("meta", ({}, "update"))  # the trial's own set_meta values
             out.docs["meta"] = ({**mine, **meta}, "update")
-            again = self._settle(hex_id, attempt, cfg, out, republish)
+            again = self._settle(hex_id, attempt, cfg, out, republish, int(row["sweep_id"]))
             if not again:
                 return out.kind
 
@@ -196,7 +204,8 @@ class Supervisor:
             return Outcome("error", f"bayes: no suggestion: {e}")
 
     def _settle(
-        self, hex_id: int, attempt: int, cfg: TrialConfig, out: Outcome, republish: Republish
+        self, hex_id: int, attempt: int, cfg: TrialConfig, out: Outcome, republish: Republish,
+        sweep_id: int,
     ) -> bool:
         """Write the attempt's end; True to run it again at once (a retry).
 
@@ -243,34 +252,37 @@ class Supervisor:
             except Exception as e:
                 log.warning("hypero: re-publishing trial %s failed: %s", hex_id, redact(str(e)))
         if done and state != "queued":
-            self._after_final(hex_id, state, cfg)
+            self._after_final(hex_id, state, cfg, sweep_id)
         return done and again
 
-    def _after_final(self, hex_id: int, state: str, cfg: TrialConfig) -> None:
+    def _after_final(self, hex_id: int, state: str, cfg: TrialConfig, sweep_id: int) -> None:
         """``metric.target``, and the sweep is ``done`` once its last trial is final."""
         from hypero._adaptive import after_completed
 
         try:
-            sweep_id = int(self.store.experiment(hex_id)["sweep_id"])
             if state == "completed":
                 after_completed(self.store, cfg, hex_id, sweep_id)
             sweeps.close_if_finished(self.store, sweep_id)
         except HyperoError as e:
             log.warning("hypero: after trial %s: %s", hex_id, e)
 
-    def _attempt(self, hex_id: int, attempt: int, cfg: TrialConfig, gpus: list[str]) -> Outcome:
+    def _attempt(self, row: Mapping[str, Any], params: Mapping[str, Any] | None, attempt: int,
+                 cfg: TrialConfig, gpus: list[str]) -> Outcome:
+        """Run the claimed attempt (``row`` as the claim left it; ``params`` None: read them)."""
+        hex_id = int(row["id"])
         try:
+            if params is None:
+                # patiently: an outage must not turn a claimed attempt into a lost one
+                params = patiently(lambda: self.store.docs("param", [hex_id]),
+                                   most=_every(cfg)).get(hex_id, {})
             if cfg.program is not None:
-                return self._program(hex_id, attempt, cfg, gpus)
+                return self._program(hex_id, attempt, cfg, gpus, params)
             ref = cfg.trial_ref
             if ref is None:
                 raise ConfigError("the sweep names neither a trial nor a program")
-            # patiently: an outage must not turn a claimed attempt into a lost one
-            params = patiently(lambda: self.store.docs("param", [hex_id]), most=_every(cfg))
-            row = patiently(lambda: self.store.experiment(hex_id), most=_every(cfg))
             # the trial's module is imported in the trial's own process, never in the worker:
             # its errors are the trial's, and a new version of the code is picked up
-            return _Forked(self, row, params.get(hex_id, {}), attempt, cfg, gpus,
+            return _Forked(self, row, params, attempt, cfg, gpus,
                            lambda: load_trial(ref)).run()
         except StorageError:
             raise  # the database stayed away: the lease brings the trial back
@@ -279,9 +291,8 @@ class Supervisor:
 
     # -- program: trials ------------------------------------------------------------------------
 
-    def _program(self, hex_id: int, attempt: int, cfg: TrialConfig, gpus: list[str]) -> Outcome:
-        params = patiently(lambda: self.store.docs("param", [hex_id]),
-                           most=_every(cfg)).get(hex_id, {})
+    def _program(self, hex_id: int, attempt: int, cfg: TrialConfig, gpus: list[str],
+                 params: Mapping[str, Any]) -> Outcome:
         env = dict(os.environ)
         env.update(HYPERO_DB=self.settings.db, HYPERO_SCHEMA=self.settings.schema,
                    HYPERO_HEX_ID=str(hex_id), HYPERO_ATTEMPT=str(attempt))

@@ -155,7 +155,7 @@ def run_trial(hex_id: int) -> str:
             sweeps.finish_unrunnable(sup.store, hex_id, f"needs {need} GPU slots; "
                                      f"this worker has {len(gpus.worker_slots())}")
             return "unrunnable"
-        return str(sup.run(hex_id, ids, republish))
+        return str(sup.run(hex_id, ids, republish, row))
 
 
 # -- lease keeper: any worker takes back trials whose lease ran out -------------------------------
