@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 #: The Alembic revision this code expects; ``connect()`` upgrades an older database to it.
-HEAD = "0002"
+HEAD = "0003"
 
 #: A JSON document: jsonb on PostgreSQL, JSON text on SQLite (encoded by :mod:`hypero.codec`).
 Doc = JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -91,6 +91,7 @@ experiment = Table(
     Index("experiment_battery_version_idx", "battery_id", "version_id"),
     Index("experiment_sweep_state_idx", "sweep_id", "state"),
     Index("experiment_state_lease_idx", "state", "lease_until"),
+    Index("experiment_sweep_finished_idx", "sweep_id", "finished_at"),  # status's rate
 )
 
 
