@@ -66,8 +66,8 @@ class Canary:
 @pytest.fixture
 def canary(tmp_path: Path) -> Iterator[Canary]:
     try:
-        pg = services.start_throwaway_postgres(tmp_path / "pg", auth="scram")
-        rs = services.start_throwaway_redis(tmp_path / "redis")
+        pg = services.start_throwaway_postgres(tmp_path, auth="scram")
+        rs = services.start_throwaway_redis(tmp_path)
     except services.ServiceUnavailable as e:
         services.unavailable(f"throwaway PostgreSQL/Redis: {e}")
     with psycopg.connect(services.libpq_url(pg.url), autocommit=True) as c:
@@ -152,7 +152,7 @@ parameters:
     logs = procs.logs(tail=100_000)
     cmdlines = {pid: _cmdline(pid) for _, p, _ in procs.started for pid in _group(p.pid)}
     stored = _stored_text(canary)
-    spooled = "".join(f.read_text() for s in spools if s.exists() for f in s.rglob("*"))
+    spooled = "".join(f.read_text() for s in spools for f in s.rglob("*") if f.is_file())
 
     run = outputs["run"]
     assert run.returncode == 1, run.stdout + run.stderr + logs  # k=1 failed, as meant
@@ -193,28 +193,33 @@ def _group(pgid: int) -> list[int]:
 
 def test_the_configured_app_accepts_json_only_and_keeps_no_results() -> None:
     settings = config.Settings(broker="redis://127.0.0.1:6379/0")
-    for celery in (configure(Celery(unique("probe")), settings), configure(app, settings)):
-        conf = celery.conf
-        assert list(conf.accept_content) == ["json"]
-        assert conf.result_accept_content in (None, ["json"])  # None: accept_content's
-        assert conf.task_serializer == "json" and conf.event_serializer == "json"
-        assert conf.result_backend is None and conf.task_ignore_result is True
-        assert conf.task_acks_late and conf.task_reject_on_worker_lost
-        assert conf.worker_prefetch_multiplier == 1
+    probe = Celery(unique("probe"))
+    assert configure(probe, settings) is probe  # what hypero run and hypero worker do to app
+    conf = probe.conf
+    assert list(conf.accept_content) == ["json"]
+    assert conf.result_accept_content in (None, ["json"])  # None: accept_content's
+    assert conf.task_serializer == "json" and conf.event_serializer == "json"
+    assert conf.result_backend is None and conf.task_ignore_result is True
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
     hypero_tasks = sorted(t for t in app.tasks if not t.startswith("celery."))
     assert hypero_tasks == [TASK]
     assert app.tasks[TASK].ignore_result
 
 
-def test_a_message_carries_a_hex_id_in_json_and_nothing_to_import(
-    redis_clean_url: str,
-) -> None:
-    queue = unique("q")
-    settings = config.Settings(broker=redis_clean_url)
-    publish(configure(Celery(unique("probe")), settings, queue), [41, 42], queue)
-    with redis.Redis.from_url(redis_clean_url) as client:
-        raw = client.lrange(queue, 0, -1)
-        client.delete(queue)
+def test_a_message_carries_a_hex_id_in_json_and_nothing_to_import(tmp_path: Path) -> None:
+    try:
+        server = services.start_throwaway_redis(tmp_path)
+    except services.ServiceUnavailable as e:
+        services.unavailable(f"Redis: {e}")
+    queue, url = unique("q"), f"{server.url}/0"
+    try:
+        publish(configure(Celery(unique("probe")), config.Settings(broker=url), queue),
+                [41, 42], queue)
+        with redis.Redis.from_url(url) as client:
+            raw = client.lrange(queue, 0, -1)
+    finally:
+        server.close()
     assert len(raw) == 2
     for item in raw:
         msg = json.loads(item)

@@ -37,13 +37,6 @@ STEADY = f"{TRIALS.parent / 'faults' / 'outage.py'}:steady"
 
 
 @pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    yield p
-    p.stop_all()
-
-
-@pytest.fixture
 def pg(tmp_path: Path) -> Iterator[services.PostgresServer]:
     try:
         server = services.start_throwaway_postgres(tmp_path)
@@ -57,7 +50,8 @@ class Sweep:
     """A sweep of ``steady`` trials on two workers of two slots each, against ``pg``."""
 
     def __init__(self, pg: services.PostgresServer, broker: str, procs: Procs, tmp_path: Path,
-                 *, trials: int, seconds: str, lease: float) -> None:
+                 request: pytest.FixtureRequest, *, trials: int, seconds: str,
+                 lease: float) -> None:
         self.target = Target("postgresql", pg.url, "hyper")
         self.journal = tmp_path / "journal"
         self.spools = [tmp_path / f"spool{k}" for k in range(2)]
@@ -80,6 +74,7 @@ parameters:
         self.celery, self.queue = celery_for(broker, queue, self.target), queue
         wait_ready(self.celery, names, procs)
         self.conn = self.target.connect()
+        request.addfinalizer(self.conn.close)
         self.id = dispatcher.dispatch(self.conn, spec.load(path), self.celery)
 
     def running(self) -> int:
@@ -106,7 +101,7 @@ parameters:
         return n
 
     def spooled(self) -> list[Path]:
-        return [p for s in self.spools if s.exists() for p in s.glob("*.json")]
+        return [p for s in self.spools if s.exists() for p in s.rglob("*.json")]
 
     def logs(self) -> str:
         return self.procs.logs(tail=400)
@@ -128,11 +123,13 @@ def _report(name: str, t: Tally, down: float, up: float, **extra: Any) -> None:
 
 
 def test_postgres_down_shorter_than_the_lease_reruns_nothing(
-    pg: services.PostgresServer, redis_clean_url: str, procs: Procs, tmp_path: Path
+    pg: services.PostgresServer, redis_server: services.RedisServer, procs: Procs,
+    tmp_path: Path, request: pytest.FixtureRequest,
 ) -> None:
+    broker = f"{redis_server.url}/0"
     lease = 8.0  # heartbeats every 2 s: a 2 s outage leaves the lease half its time
-    sweep = Sweep(pg, redis_clean_url, procs, tmp_path, trials=8, seconds="1.2,1.8,2.4,3.2",
-                  lease=lease)
+    sweep = Sweep(pg, broker, procs, tmp_path, request, trials=8,
+                  seconds="1.2,1.8,2.4,3.2", lease=lease)
     sweep.started(4)
     down, up = _outage(pg, 2.5)
     t = sweep.finish()
@@ -148,17 +145,19 @@ def test_postgres_down_shorter_than_the_lease_reruns_nothing(
     assert any(down < x < up for x in t.times), "no value logged during the outage arrived"
     assert spooled >= 1, sweep.logs()  # trials that ended while it was down waited in the spool
     assert sweep.spooled() == []  # and the spool was emptied once the database was back
-    with sweep.conn as conn:
-        rows = [conn.store.experiment(h) for h in sweeps.trial_ids(conn.store, sweep.id)]
+    conn = sweep.conn
+    rows = [conn.store.experiment(h) for h in sweeps.trial_ids(conn.store, sweep.id)]
     assert {(r["attempt"], r["failures"], r["error"]) for r in rows} == {(1, 0, None)}
 
 
 def test_postgres_down_longer_than_the_lease_loses_and_duplicates_nothing(
-    pg: services.PostgresServer, redis_clean_url: str, procs: Procs, tmp_path: Path
+    pg: services.PostgresServer, redis_server: services.RedisServer, procs: Procs,
+    tmp_path: Path, request: pytest.FixtureRequest,
 ) -> None:
+    broker = f"{redis_server.url}/0"
     lease = 3.0
-    sweep = Sweep(pg, redis_clean_url, procs, tmp_path, trials=8, seconds="1.5,2.5,3.5,4.5",
-                  lease=lease)
+    sweep = Sweep(pg, broker, procs, tmp_path, request, trials=8,
+                  seconds="1.5,2.5,3.5,4.5", lease=lease)
     sweep.started(4)
     running = sweep.running()
     down, up = _outage(pg, 2 * lease + 0.5)
@@ -179,8 +178,7 @@ def test_postgres_down_longer_than_the_lease_loses_and_duplicates_nothing(
     for h, res in t.results.items():
         assert t.steps[h] >= res["steps"], (h, t.steps, t.results)  # no gap in any curve
     assert sweep.spooled() == []
-    with sweep.conn as conn:
-        bat = conn.battery("db outage")
-        metas = bat.get_meta(bat.experiments())
+    bat = sweep.conn.battery("db outage")
+    metas = bat.get_meta(bat.experiments())
     for h, res in t.results.items():
         assert metas[h]["hypero.attempt"] == res["attempt"]

@@ -147,13 +147,6 @@ def servers(link: Link, tmp_path: Path) -> Iterator[tuple[str, str]]:
         pg.close()
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    yield p
-    p.stop_all()
-
-
 def test_a_host_cut_off_longer_than_its_lease_is_fenced_when_it_comes_back(
     link: Link, servers: tuple[str, str], procs: Procs, tmp_path: Path,
     request: pytest.FixtureRequest,
@@ -191,7 +184,7 @@ parameters:
     try:
         # the inside attempt ends while cut off: its end waits in its spool
         wait_for(lambda: (hid, 1) in journal(journal_path, "end"), 30, "attempt 1 to return")
-        wait_for(lambda: list(spool.glob("*.json")), 15, "attempt 1's end in the spool")
+        wait_for(lambda: list(spool.rglob("*.json")), 30, "attempt 1's end in the spool")
         # the outside worker takes the trial over once the lease has run out
         row = wait_for(lambda: _running(conn, hid, 2), 30, "attempt 2 on the outside worker")
     finally:
@@ -199,7 +192,7 @@ parameters:
     healed = time.time() - cut
     taken_over = row["started_at"].timestamp() - cut
     # the late end is tried again, refused (fenced) and dropped from the spool
-    wait_for(lambda: not list(spool.glob("*.json")), 60, "the inside spool to empty")
+    wait_for(lambda: not list(spool.rglob("*.json")), 60, "the inside spool to empty")
     counts = wait_final(conn, sid, procs, timeout=60)
     t = tally(conn, sid, journal_path)
     final = conn.store.experiment(hid)

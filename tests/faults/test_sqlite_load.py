@@ -8,7 +8,6 @@ count is then checked exactly, in SQL and against the trials' journal.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 
 from hypero import dispatcher, spec
 from hypero.schema import experiment, meta, metric, param, result
+from tests import services
 from tests.conftest import Target
 from tests.faults.outage import JOURNAL_ENV, SECONDS_ENV, tally
 from tests.procs import run_together, write_many
@@ -35,20 +35,14 @@ STEADY = f"{TRIALS.parent / 'faults' / 'outage.py'}:steady"
 TRIALS_N, WRITERS, PER_WRITER, POINTS = 16, 2, 250, 20
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Procs]:
-    p = Procs(tmp_path)
-    yield p
-    p.stop_all()
-
-
 def test_two_workers_and_two_writers_on_one_sqlite_file_lose_nothing(
-    sqlite_target: Target, redis_clean_url: str, procs: Procs, tmp_path: Path
+    sqlite_target: Target, redis_server: services.RedisServer, procs: Procs, tmp_path: Path
 ) -> None:
+    broker = f"{redis_server.url}/0"
     target, queue = sqlite_target, unique("q")
     journal_path = tmp_path / "journal"
     env = clean_env({**target.env(), JOURNAL_ENV: str(journal_path), SECONDS_ENV: "0.4,0.7"})
-    names = [procs.worker(redis_clean_url, queue, env) for _ in range(2)]
+    names = [procs.worker(broker, queue, env) for _ in range(2)]
     path = write_spec(tmp_path, f"""
 battery: sqlite load
 trial: {STEADY}
@@ -58,7 +52,7 @@ lease: 5s
 parameters:
   i: {{values: {list(range(TRIALS_N))}}}
 """)
-    celery = celery_for(redis_clean_url, queue, target)
+    celery = celery_for(broker, queue, target)
     wait_ready(celery, names, procs)
     with target.connect() as conn:
         sid = dispatcher.dispatch(conn, spec.load(path), celery)
