@@ -109,6 +109,7 @@ class _Forked:
 
         r, w = os.pipe()
         stop = mmap.mmap(-1, 2)
+        self.supervisor_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover (runs in the child)
             os.close(r)
@@ -225,6 +226,9 @@ class _Forked:
 
     def _child(self, fd: int, stop: mmap.mmap) -> int:  # pragma: no cover (child)
         os.setsid()  # its own process group: stopping the trial stops what it started too
+        from hypero.runner import die_with_parent
+
+        die_with_parent(self.supervisor_pid)  # ... and the trial dies with its supervisor
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         from hypero.runner import _has_slots

@@ -302,8 +302,10 @@ class Supervisor:
         with tempfile.TemporaryDirectory(prefix="hypero-trial-") as work, \
                 tempfile.TemporaryFile() as err:
             argv = command.build(cfg.command, cfg.program, params, names, Path(work), env)
+            me = os.getpid()
             proc = subprocess.Popen(argv, env=env, cwd=os.path.dirname(cfg.program or ".") or None,
-                                    stderr=err, start_new_session=True)
+                                    stderr=err, start_new_session=True,
+                                    preexec_fn=lambda: die_with_parent(me))
             watch = _Watch(self.store, hex_id, attempt, cfg)
             judge = _program_judge(self.store, cfg, hex_id)
             while proc.poll() is None:
@@ -369,6 +371,20 @@ def _program_judge(store: Store, cfg: TrialConfig, hex_id: int) -> Any:
 
     j = judge(cfg)
     return None if j is None else ProgramJudge(store, j, store.experiment(hex_id))
+
+
+def die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this process when the process that started it dies (a killed worker must
+    not leave its trials running on, unsupervised, in sessions of their own)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the line above took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _signal_group(pid: int, sig: int) -> None:
