@@ -106,32 +106,6 @@ def _wal(cur: sqlite3.Cursor, timeout: float = 60.0) -> None:
             time.sleep(random.uniform(0.005, 0.05))
 
 
-#: A pooled connection unused for longer than this is pinged before it is handed out (one that
-#: was in use a moment ago is not: a worker checks out three per trial, and a ping is a round
-#: trip). A server that goes away meanwhile fails the statement instead, as it may after any ping.
-PING_IDLE = 1.0
-
-
-def _ping_when_idle(engine: Engine) -> None:
-    """``pool_pre_ping``, for connections idle longer than :data:`PING_IDLE` only."""
-
-    @event.listens_for(engine, "checkin")
-    def _checkin(dbapi_conn: Any, record: Any) -> None:
-        record.info["hypero_idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
-        since = record.info.get("hypero_idle_since")
-        if since is not None and time.monotonic() - since <= PING_IDLE:
-            return
-        try:
-            alive = engine.dialect.do_ping(dbapi_conn)
-        except Exception as e:
-            raise sa.exc.DisconnectionError(str(e)) from e
-        if not alive:
-            raise sa.exc.DisconnectionError("the connection did not answer a ping")
-
-
 class Database:
     """One engine, its dialect and schema; see the module docstring for the contract."""
 
@@ -166,9 +140,9 @@ class Database:
             conn.commit()
             return conn
 
-        engine = sa.create_engine("postgresql+psycopg://", creator=creator, **kw)
-        _ping_when_idle(engine)
-        return engine
+        return sa.create_engine(
+            "postgresql+psycopg://", creator=creator, pool_pre_ping=True, **kw
+        )
 
     def _sqlite_engine(self, kw: dict[str, Any]) -> Engine:
         memory = self.url in ("sqlite://", "sqlite:///:memory:")
