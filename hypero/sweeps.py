@@ -388,15 +388,17 @@ def stop_new_trials(store: Store, sweep_id: int, reason: str) -> int:
 
 def close_if_finished(store: Store, sweep_id: int) -> bool:
     """A running sweep whose every trial is final becomes ``done``; whether it did."""
-    live = (
-        sa.select(experiment.c.id)
-        .where(experiment.c.sweep_id == sweep_id, experiment.c.state.in_(["queued", "running"]))
-        .exists()
-    )
-    q = (
-        sa.update(sweep)
-        .where(sweep.c.id == sweep_id, sweep.c.state == "running", ~live)
-        .values(state="done", finished_at=now())
-    )
     with store.db.write() as c:
-        return bool(c.execute(q).rowcount)
+        return bool(c.execute(_CLOSE, {"sid": sweep_id, "t": now()}).rowcount)
+
+
+# built once: a worker runs it after every trial
+_CLOSE = (
+    sa.update(sweep)
+    .where(sweep.c.id == sa.bindparam("sid"), sweep.c.state == "running",
+           ~sa.select(experiment.c.id)
+           .where(experiment.c.sweep_id == sa.bindparam("sid"),
+                  experiment.c.state.in_(["queued", "running"]))
+           .exists())
+    .values(state="done", finished_at=sa.bindparam("t"))
+)
