@@ -229,9 +229,9 @@ def optuna_rate(env: Env, n: int, nprocs: int = 2) -> float:
 
 
 def measure(env: Env, procs: Procs) -> list[Row]:
-    n = 300 if env.quick else 2000
+    n = 500 if env.quick else 2000
     n_bare = 2000  # bare runs are short: enough tasks that polling for the end is noise
-    n_optuna = 100 if env.quick else 400
+    n_optuna = 200 if env.quick else 400
     reps = 1 if env.quick else 3
     hyp = HyperoWorker(env, procs, 2)
     bare = BareWorker(env, procs, 2)

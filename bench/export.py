@@ -96,7 +96,7 @@ def _lines(path: Path) -> int:
 
 def measure(env: Env, procs: Procs) -> list[Row]:
     n = 100_000
-    reps = 1 if env.quick else 3
+    reps = 2 if env.quick else 3
     name = "bench export"
     t0 = time.perf_counter()
     bid, vid = build(env, name, n)

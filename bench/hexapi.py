@@ -74,7 +74,7 @@ def cases(db: str, n: int, schema: str | None = None) -> tuple[list[Case], float
 
 def measure(env: Env, procs: Procs) -> list[Row]:
     """Case 3 for ``python -m bench``: on the run's PostgreSQL schema."""
-    rows, _, _ = cases(env.db, 5000 if env.quick else 20000, schema=env.schema)
+    rows, _, _ = cases(env.db, 10000 if env.quick else 20000, schema=env.schema)
     return [Row(f"3 hex API: {name}", v, b, "us/call", f"<= {target:g} us", v <= target,
                 higher_is_better=False, note="baseline: a plain Python call")
             for name, v, b, target in rows]

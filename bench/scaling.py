@@ -32,7 +32,7 @@ def peak_rss(pid: int, seconds: float = 3.0) -> tuple[float, float]:
 
 
 def measure(env: Env, procs: Procs) -> list[Row]:
-    n = 150 if env.quick else 800
+    n = 300 if env.quick else 800
     n_bare = 1000
     reps = 1 if env.quick else 2
     rows = []

@@ -91,7 +91,7 @@ def measure(env: Env, procs: Procs) -> list[Row]:
     import hypero
 
     sizes = [1000, 10_000, 100_000]
-    reps = 5 if env.quick else 15
+    reps = 9 if env.quick else 15
     built = {n: build(env, n) for n in sizes}
     rows = []
     with hypero.connect(env.db, schema=env.schema) as conn, env.pg() as c:
