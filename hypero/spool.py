@@ -27,7 +27,10 @@ def default_dir() -> Path:
 
 def for_store(root: Path | None, db: str, schema: str) -> Path:
     """One spool directory per store, so that a record is never replayed into another one."""
-    key = hashlib.sha256(f"{db}|{schema}".encode()).hexdigest()[:16]
+    from hypero.config import redact
+
+    # the redacted URL: a directory name must not carry even a hash of the password
+    key = hashlib.sha256(f"{redact(db)}|{schema}".encode()).hexdigest()[:16]
     return (root if root is not None else default_dir()) / key
 
 
