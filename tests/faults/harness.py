@@ -9,6 +9,7 @@ figures, :meth:`Verdict.assert_clean` asserts them. ``bench/soak.py`` uses the s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -49,6 +50,23 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren, …), parents first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop(0)
+        out.append(p)
+        todo += children.get(p, [])
+    return out
 
 
 class Rig:
@@ -126,8 +144,13 @@ parameters:
         raise KeyError(name)
 
     def signal_group(self, name: str, sig: signal.Signals) -> None:
-        """Send ``sig`` to the worker's whole process group: Celery, its pool, their trials."""
-        os.killpg(self.proc(name).pid, sig)
+        """Send ``sig`` to all of the worker: its process group (Celery and its pool), then every
+        process below it (trials run in sessions of their own), as a host that freezes would."""
+        leader = self.proc(name).pid
+        os.killpg(leader, sig)  # first: a stopped pool forks no new trial meanwhile
+        for pid in descendants(leader):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def kill(self, name: str) -> None:
         """SIGKILL the worker's process group at once, as a host that dies would."""
