@@ -20,7 +20,7 @@ from rich.table import Table
 
 from hypero import config, dispatcher, search, sweeps
 from hypero.connection import Connection, connect
-from hypero.errors import ConfigError, HyperoError, NotFound, SpecError
+from hypero.errors import ConfigError, HyperoError, NotFound, SpecError, StorageError
 from hypero.monitor import SweepStatus, add_broker, statuses, sweep_status
 from hypero.spec import Spec
 
@@ -126,7 +126,11 @@ def attach(conn: Connection, sid: int, celery: Any, out: Console,
     last_reconcile = time.monotonic()
     with Live(console=out, refresh_per_second=4, transient=False) as live:
         while True:
-            st = sweep_status(conn.store, sid)
+            try:
+                st = sweep_status(conn.store, sid)
+            except StorageError:  # the database restarts: wait for it, as the workers do
+                time.sleep(1.0)
+                continue
             live.update(_progress(st))
             if st.finished >= st.total:
                 break
