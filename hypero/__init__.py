@@ -8,6 +8,7 @@ from hypero.battery import Battery
 from hypero.connection import Connection, connect
 from hypero.decorators import trial
 from hypero.errors import (
+    BrokerError,
     ConfigError,
     Conflict,
     HyperoError,
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigError",
     "SpecError",
     "StorageError",
+    "BrokerError",
     "NotFound",
     "Conflict",
     "Pruned",

@@ -19,7 +19,7 @@ from rich.table import Table
 
 import hypero
 from hypero import config
-from hypero.errors import ConfigError, HyperoError, NotFound, SpecError, StorageError
+from hypero.errors import ConfigError, HyperoError, NotFound, SpecError
 
 F = TypeVar("F", bound=Callable[..., Any])
 BAD_INPUT = (ConfigError, SpecError, NotFound, ValueError)
@@ -58,10 +58,14 @@ def command(group: click.Group, *args: Any, **kwargs: Any) -> Callable[[F], F]:
                 if debug:
                     raise
                 _fail(str(e), 2)
-            except (StorageError, HyperoError) as e:
+            except HyperoError as e:
                 if debug:
                     raise
                 _fail(str(e), 1)
+            except (OSError, ConnectionError) as e:  # e.g. the broker cannot be reached
+                if debug:
+                    raise
+                _fail(f"{type(e).__name__}: {e}", 1)
 
         opts = [
             click.option("--db", metavar="URL", help="Database URL (default: $HYPERO_DB, "

@@ -4,6 +4,7 @@
     ├── ConfigError      a setting (DSN, broker URL, schema name, environment) is unusable
     ├── SpecError        a sweep spec is invalid; carries file, line and key
     ├── StorageError     the database refused or failed an operation
+    ├── BrokerError      the message broker cannot be reached
     ├── NotFound         a battery, version, experiment or sweep does not exist
     ├── Conflict         a document key is already set and update=False
     └── Pruned           raised inside a trial that was stopped (early termination or cancel)
@@ -40,6 +41,10 @@ class SpecError(HyperoError):
 
 class StorageError(HyperoError):
     """Raised when the database refuses or fails an operation (the driver's error is chained)."""
+
+
+class BrokerError(HyperoError):
+    """Raised when the message broker cannot be reached (the driver's error is chained)."""
 
 
 class NotFound(HyperoError, LookupError):

@@ -17,10 +17,11 @@ from typing import Any
 
 from celery import Celery, signals
 from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
 
 from hypero import config, gpus, sweeps
 from hypero.db import now
-from hypero.errors import ConfigError, StorageError
+from hypero.errors import BrokerError, ConfigError, StorageError
 
 log = logging.getLogger("hypero.worker")
 TASK = "hypero.run_trial"
@@ -99,6 +100,17 @@ def check_rabbitmq(celery: Celery) -> str | None:
 
 def publish(celery: Celery, hex_ids: list[int], queue: str) -> None:
     """One ``hypero.run_trial`` message per hex id, over one producer connection."""
+    try:
+        _publish(celery, hex_ids, queue)
+    except (OperationalError, OSError) as e:
+        raise BrokerError(
+            f"cannot publish to the broker {config.redact(str(celery.conf.broker_url))}: "
+            f"{config.redact(str(e))} (the trials are recorded: once the broker is up, "
+            "`hypero run SPEC --resume` publishes them)"
+        ) from e
+
+
+def _publish(celery: Celery, hex_ids: list[int], queue: str) -> None:
     task = celery.signature(TASK)
     with celery.producer_or_acquire() as producer:
         for hid in hex_ids:
