@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,14 +179,3 @@ def tree_size(pid: int) -> int:
 
 def python() -> str:
     return sys.executable
-
-
-@contextlib.contextmanager
-def timed() -> Iterator[list[float]]:
-    """``with timed() as t: ...`` then ``t[0]`` holds the elapsed seconds."""
-    out: list[float] = []
-    t0 = time.perf_counter()
-    try:
-        yield out
-    finally:
-        out.append(time.perf_counter() - t0)
