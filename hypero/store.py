@@ -224,12 +224,15 @@ class Store:
         import psycopg
         from psycopg import sql
 
-        digest = hashlib.md5(name.encode(), usedforsecurity=False).hexdigest()[:16]
+        index = f"result_key_{hashlib.md5(name.encode(), usedforsecurity=False).hexdigest()[:16]}"
         ddl = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON result ((doc -> {}))").format(
-            sql.Identifier(f"result_key_{digest}"), sql.Literal(name))
+            sql.Identifier(index), sql.Literal(name))
         try:
             with self.db.write() as c:
                 raw: Any = c.connection.driver_connection  # DDL takes no bound parameters
+                # made already: no lock on the results (even IF NOT EXISTS takes one first)
+                if raw.execute("SELECT to_regclass(%s)", [index]).fetchone()[0] is not None:
+                    return True
                 raw.execute("SET LOCAL lock_timeout = '5s'")
                 raw.execute(ddl)
         except (StorageError, psycopg.Error) as e:
