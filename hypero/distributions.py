@@ -39,6 +39,14 @@ def _num(param: str, field: str, v: Any) -> float:
     return v
 
 
+def _step(param: str, q: Any) -> Number:
+    """The quantisation step ``q`` of a ``q_*`` distribution: a number > 0."""
+    q = _plain(q)
+    if _num(param, "q", q) <= 0:
+        raise ValueError(f"{param}: q must be > 0 (got {q!r})")
+    return q  # type: ignore[no-any-return]
+
+
 def _quantise(x: float, q: Number) -> Number:
     v = round(x / q) * q
     # an integer step gives integer values (batch sizes, layer widths)
@@ -216,9 +224,7 @@ class Uniform(_Bounded):
 class _Quantised(_Bounded):
     def __init__(self, min: Number, max: Number, q: Number = 1, param: str = "parameter") -> None:
         super().__init__(min, max, param)
-        if _num(param, "q", q) <= 0:
-            raise ValueError(f"{param}: q must be > 0 (got {q!r})")
-        self.q = q
+        self.q = _step(param, q)
 
 
 class QUniform(_Quantised):
@@ -321,9 +327,7 @@ class QNormal(Normal):
         self, mu: Number = 0.0, sigma: Number = 1.0, q: Number = 1, param: str = "parameter"
     ) -> None:
         super().__init__(mu, sigma, param)
-        if _num(param, "q", q) <= 0:
-            raise ValueError(f"{param}: q must be > 0 (got {q!r})")
-        self.q = q
+        self.q = _step(param, q)
 
     def sample(self, rng: random.Random) -> Number:
         return _quantise(self._draw(rng), self.q)
@@ -364,9 +368,7 @@ class QBeta(Beta):
         self, a: Number = 1.0, b: Number = 1.0, q: Number = 1, param: str = "parameter"
     ) -> None:
         super().__init__(a, b, param)
-        if _num(param, "q", q) <= 0:
-            raise ValueError(f"{param}: q must be > 0 (got {q!r})")
-        self.q = q
+        self.q = _step(param, q)
 
     def sample(self, rng: random.Random) -> Number:
         return _quantise(rng.betavariate(self.a, self.b), self.q)
