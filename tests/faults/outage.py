@@ -21,6 +21,8 @@ from typing import Any
 JOURNAL_ENV = "OUTAGE_JOURNAL"
 SECONDS_ENV = "OUTAGE_SECONDS"
 TICK = 0.1
+#: the spec's `trial:` reference of :func:`steady`
+STEADY = f"{__file__}:steady"
 
 
 def steady(hex: Any) -> dict[str, Any]:

@@ -19,9 +19,8 @@ from hypero import dispatcher, spec, sweeps
 from hypero.tasks import publish
 from tests import services
 from tests.conftest import Target
-from tests.faults.outage import JOURNAL_ENV, SECONDS_ENV, Tally, journal, tally, wait_for
+from tests.faults.outage import JOURNAL_ENV, SECONDS_ENV, STEADY, Tally, journal, tally, wait_for
 from tests.workers import (
-    TRIALS,
     Procs,
     celery_for,
     clean_env,
@@ -33,7 +32,6 @@ from tests.workers import (
 
 pytestmark = pytest.mark.timeout(180)
 MAX_ATTEMPTS = 5
-STEADY = f"{TRIALS.parent / 'faults' / 'outage.py'}:steady"
 
 
 @pytest.fixture

@@ -30,9 +30,8 @@ from hypero import dispatcher, spec, sweeps
 from hypero.db import _with_timeouts
 from tests import services
 from tests.conftest import Target
-from tests.faults.outage import JOURNAL_ENV, SECONDS_ENV, journal, tally, wait_for
+from tests.faults.outage import JOURNAL_ENV, SECONDS_ENV, STEADY, journal, tally, wait_for
 from tests.workers import (
-    TRIALS,
     Procs,
     celery_for,
     clean_env,
@@ -43,7 +42,6 @@ from tests.workers import (
 )
 
 pytestmark = pytest.mark.timeout(180)
-STEADY = f"{TRIALS.parent / 'faults' / 'outage.py'}:steady"
 LEASE = 3.0
 
 

@@ -17,10 +17,9 @@ from hypero import dispatcher, spec
 from hypero.schema import experiment, meta, metric, param, result
 from tests import services
 from tests.conftest import Target
-from tests.faults.outage import JOURNAL_ENV, SECONDS_ENV, tally
+from tests.faults.outage import JOURNAL_ENV, SECONDS_ENV, STEADY, tally
 from tests.procs import run_together, write_many
 from tests.workers import (
-    TRIALS,
     Procs,
     celery_for,
     clean_env,
@@ -31,7 +30,6 @@ from tests.workers import (
 )
 
 pytestmark = pytest.mark.timeout(180)
-STEADY = f"{TRIALS.parent / 'faults' / 'outage.py'}:steady"
 TRIALS_N, WRITERS, PER_WRITER, POINTS = 16, 2, 250, 20
 
 
